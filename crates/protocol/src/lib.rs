@@ -1,0 +1,14 @@
+//! Sans-I/O codecs for the Socket.IO v4 wire protocol.
+//!
+//! - [`engine`]: Engine.IO v4 packets (`0`–`6`, binary messages) and long-polling payloads.
+//! - [`socketio`]: Socket.IO v5 packets, with a stateful [`socketio::Decoder`] that reassembles
+//!   binary attachments.
+//!
+//! Nothing here performs I/O or depends on an async runtime. Decoding never panics and never
+//! loops on any input: every step consumes input or fails with a typed error.
+
+pub mod engine;
+pub mod socketio;
+
+pub use engine::{EioDecodeError, EioPacket};
+pub use socketio::{DecodeError, Decoded, Decoder, Packet, PacketKind};
