@@ -136,12 +136,27 @@ mod tests {
 
     #[test]
     fn decodes_every_text_type() {
-        assert_eq!(EioPacket::decode_text("0{}"), Ok(EioPacket::Open("{}".into())));
+        assert_eq!(
+            EioPacket::decode_text("0{}"),
+            Ok(EioPacket::Open("{}".into()))
+        );
         assert_eq!(EioPacket::decode_text("1"), Ok(EioPacket::Close));
-        assert_eq!(EioPacket::decode_text("2probe"), Ok(EioPacket::Ping("probe".into())));
-        assert_eq!(EioPacket::decode_text("3"), Ok(EioPacket::Pong(String::new())));
-        assert_eq!(EioPacket::decode_text("4hello"), Ok(EioPacket::Message("hello".into())));
-        assert_eq!(EioPacket::decode_text("4"), Ok(EioPacket::Message(String::new())));
+        assert_eq!(
+            EioPacket::decode_text("2probe"),
+            Ok(EioPacket::Ping("probe".into()))
+        );
+        assert_eq!(
+            EioPacket::decode_text("3"),
+            Ok(EioPacket::Pong(String::new()))
+        );
+        assert_eq!(
+            EioPacket::decode_text("4hello"),
+            Ok(EioPacket::Message("hello".into()))
+        );
+        assert_eq!(
+            EioPacket::decode_text("4"),
+            Ok(EioPacket::Message(String::new()))
+        );
         assert_eq!(EioPacket::decode_text("5"), Ok(EioPacket::Upgrade));
         assert_eq!(EioPacket::decode_text("6"), Ok(EioPacket::Noop));
         assert_eq!(
@@ -153,10 +168,22 @@ mod tests {
     #[test]
     fn rejects_bad_text() {
         assert_eq!(EioPacket::decode_text(""), Err(EioDecodeError::Empty));
-        assert_eq!(EioPacket::decode_text("abc"), Err(EioDecodeError::UnknownType));
-        assert_eq!(EioPacket::decode_text("7"), Err(EioDecodeError::UnknownType));
-        assert_eq!(EioPacket::decode_text("b!!"), Err(EioDecodeError::InvalidBase64));
-        assert_eq!(EioPacket::decode_text("é"), Err(EioDecodeError::UnknownType));
+        assert_eq!(
+            EioPacket::decode_text("abc"),
+            Err(EioDecodeError::UnknownType)
+        );
+        assert_eq!(
+            EioPacket::decode_text("7"),
+            Err(EioDecodeError::UnknownType)
+        );
+        assert_eq!(
+            EioPacket::decode_text("b!!"),
+            Err(EioDecodeError::InvalidBase64)
+        );
+        assert_eq!(
+            EioPacket::decode_text("é"),
+            Err(EioDecodeError::UnknownType)
+        );
     }
 
     #[test]
@@ -178,15 +205,24 @@ mod tests {
     #[test]
     fn payload_limits_and_errors() {
         assert_eq!(decode_payload("abc", 16), Err(EioDecodeError::UnknownType));
-        assert_eq!(decode_payload("4a\x1e\x1e4b", 16), Err(EioDecodeError::Empty));
+        assert_eq!(
+            decode_payload("4a\x1e\x1e4b", 16),
+            Err(EioDecodeError::Empty)
+        );
         let bomb = vec!["42"; 100].join("\x1e");
-        assert_eq!(decode_payload(&bomb, 64), Err(EioDecodeError::TooManyPackets));
+        assert_eq!(
+            decode_payload(&bomb, 64),
+            Err(EioDecodeError::TooManyPackets)
+        );
         assert_eq!(decode_payload(&bomb, 100).map(|p| p.len()), Ok(100));
     }
 
     #[test]
     fn encodes_open_and_binary_record() {
-        assert_eq!(EioPacket::Open("{\"sid\":\"x\"}".into()).encode_text(), "0{\"sid\":\"x\"}");
+        assert_eq!(
+            EioPacket::Open("{\"sid\":\"x\"}".into()).encode_text(),
+            "0{\"sid\":\"x\"}"
+        );
         let mut out = String::from("4a\x1e");
         encode_binary_record(&[1, 2, 3], &mut out);
         assert_eq!(out, "4a\x1ebAQID");

@@ -213,10 +213,14 @@ fn placeholders_valid(value: &Value, count: usize, depth: usize) -> bool {
         return false;
     }
     match value {
-        Value::Array(items) => items.iter().all(|v| placeholders_valid(v, count, depth + 1)),
+        Value::Array(items) => items
+            .iter()
+            .all(|v| placeholders_valid(v, count, depth + 1)),
         Value::Object(map) => match map.get("_placeholder") {
             Some(Value::Bool(true)) => placeholder_index(value).is_some_and(|n| n < count),
-            _ => map.values().all(|v| placeholders_valid(v, count, depth + 1)),
+            _ => map
+                .values()
+                .all(|v| placeholders_valid(v, count, depth + 1)),
         },
         _ => true,
     }
@@ -228,7 +232,9 @@ pub fn placeholder_index(value: &Value) -> Option<usize> {
     if map.get("_placeholder") != Some(&Value::Bool(true)) {
         return None;
     }
-    map.get("num")?.as_u64().and_then(|n| usize::try_from(n).ok())
+    map.get("num")?
+        .as_u64()
+        .and_then(|n| usize::try_from(n).ok())
 }
 
 /// The placeholder object that stands for attachment `num`.
@@ -260,7 +266,9 @@ fn parse_text(text: &str, max_attachments: usize) -> Result<(Packet, usize), Dec
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 6 {
             return Err(DecodeError::IllegalAttachments);
         }
-        attachments = digits.parse().map_err(|_| DecodeError::IllegalAttachments)?;
+        attachments = digits
+            .parse()
+            .map_err(|_| DecodeError::IllegalAttachments)?;
         if attachments == 0 || attachments > max_attachments {
             return Err(DecodeError::IllegalAttachments);
         }
@@ -278,7 +286,10 @@ fn parse_text(text: &str, max_attachments: usize) -> Result<(Packet, usize), Dec
     }
 
     let mut id = None;
-    let digits = bytes[pos..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let digits = bytes[pos..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if digits > 0 {
         let parsed = text[pos..pos + digits]
             .parse::<u64>()
@@ -424,7 +435,10 @@ impl Payload<'_> {
             Self::Value(v) => serde_json::to_writer(&mut buf, v),
             Self::Array(a) => serde_json::to_writer(&mut buf, a),
         };
-        debug_assert!(result.is_ok(), "serializing a serde_json::Value cannot fail");
+        debug_assert!(
+            result.is_ok(),
+            "serializing a serde_json::Value cannot fail"
+        );
         // serde_json only writes valid UTF-8, and `buf` started as a String.
         *out = String::from_utf8(buf).unwrap_or_default();
     }
@@ -455,7 +469,10 @@ mod tests {
         assert_eq!(p.kind, PacketKind::Connect(Some(json!({"token":"123"}))));
         assert_eq!(packet("0/custom").nsp, "/custom");
         assert_eq!(packet("0/custom,").nsp, "/custom");
-        assert_eq!(decode("0/admin,\"invalid\""), Err(DecodeError::InvalidPayload));
+        assert_eq!(
+            decode("0/admin,\"invalid\""),
+            Err(DecodeError::InvalidPayload)
+        );
         assert_eq!(decode("0[]"), Err(DecodeError::InvalidPayload));
     }
 

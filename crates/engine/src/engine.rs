@@ -1,0 +1,334 @@
+//! The engine: request routing, handshakes, the session supervisor (heartbeat and close) and
+//! packet dispatch shared by both transports.
+
+use crate::config::EngineConfig;
+use crate::error::{CloseReason, HttpError};
+use crate::handler::{Handler, Incoming};
+use crate::http_util::{self, Body};
+use crate::metrics::EngineMetrics;
+use crate::sessions::Sessions;
+use crate::sid::Sid;
+use crate::socket::{EioSocket, Frame, Outgoing, RequestInfo, TransportKind};
+use crate::{polling, ws};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use switchboard_protocol::EioPacket;
+
+/// Error type of request bodies the engine accepts.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) struct Inner<H: Handler> {
+    pub(crate) config: EngineConfig,
+    pub(crate) handler: H,
+    pub(crate) sessions: Sessions<H::Data>,
+    pub(crate) metrics: Arc<EngineMetrics>,
+}
+
+/// An Engine.IO v4 server. Cheap to clone; every clone serves the same sessions.
+pub struct Engine<H: Handler> {
+    pub(crate) inner: Arc<Inner<H>>,
+}
+
+impl<H: Handler> Clone for Engine<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: Handler> std::fmt::Debug for Engine<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.inner.config.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Engine<H> {
+    /// An engine with a validated `config` calling `handler`.
+    pub fn new(config: EngineConfig, handler: H) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                handler,
+                sessions: Sessions::new(),
+                metrics: Arc::new(EngineMetrics::default()),
+            }),
+        }
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.inner.metrics
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.inner.handler
+    }
+
+    /// Looks a session up by id.
+    pub fn session(&self, sid: &Sid) -> Option<Arc<EioSocket<H::Data>>> {
+        self.inner.sessions.get(sid)
+    }
+
+    /// Every open session.
+    pub fn sessions(&self) -> Vec<Arc<EioSocket<H::Data>>> {
+        self.inner.sessions.all()
+    }
+
+    /// The number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// True when `path` is under the engine's path.
+    pub fn handles(&self, path: &str) -> bool {
+        let prefix = &self.inner.config.path;
+        path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
+    }
+
+    /// Serves one HTTP request: a handshake, a poll, a POST or a WebSocket upgrade.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if !self.handles(req.uri().path()) {
+            return http_util::empty(StatusCode::NOT_FOUND);
+        }
+        let cors = self.inner.config.cors.clone();
+        let headers = req.headers().clone();
+        let mut res = match self.route(req).await {
+            Ok(res) => res,
+            Err(err) => {
+                self.inner
+                    .metrics
+                    .http_errors
+                    .get_or_create(&[("error", err.label())])
+                    .inc();
+                http_util::error(err)
+            }
+        };
+        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            http_util::apply_cors(cors.as_ref(), &headers, &mut res);
+        }
+        res
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Result<Response<Body>, HttpError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let config = &self.inner.config;
+        if req.method() == Method::OPTIONS {
+            if let Some(cors) = &config.cors {
+                return Ok(http_util::preflight(cors, req.headers()));
+            }
+        }
+        let uri = req.uri().clone();
+        let query = http_util::parse_query(uri.query());
+        let transport = match query.transport {
+            Some("polling") if config.allow_polling => TransportKind::Polling,
+            Some("websocket") if config.allow_websocket => TransportKind::Websocket,
+            _ => return Err(HttpError::UnknownTransport),
+        };
+        if !http_util::origin_allowed(config.cors.as_ref(), req.headers()) {
+            return Err(HttpError::Forbidden);
+        }
+        let upgrade = ws::is_upgrade_request(&req);
+
+        if let Some(sid) = query.sid {
+            let socket = Sid::parse(sid)
+                .and_then(|sid| self.inner.sessions.get(&sid))
+                .ok_or(HttpError::UnknownSid)?;
+            return match transport {
+                TransportKind::Websocket if upgrade => {
+                    ws::accept(self.clone(), req, Some(socket)).map_err(|_| HttpError::BadRequest)
+                }
+                TransportKind::Websocket => Err(HttpError::BadRequest),
+                TransportKind::Polling if socket.transport() != TransportKind::Polling => {
+                    Err(HttpError::BadRequest)
+                }
+                TransportKind::Polling => match *req.method() {
+                    Method::GET => polling::get(&self.inner, socket).await,
+                    Method::POST => polling::post(self, socket, req).await,
+                    _ => Ok(http_util::empty(StatusCode::INTERNAL_SERVER_ERROR)),
+                },
+            };
+        }
+
+        if req.method() != Method::GET {
+            return Err(HttpError::BadHandshakeMethod);
+        }
+        if transport == TransportKind::Websocket && !upgrade {
+            return Err(HttpError::BadRequest);
+        }
+        if query.eio != Some("4") {
+            return Err(HttpError::UnsupportedProtocolVersion);
+        }
+        match transport {
+            TransportKind::Websocket => {
+                ws::accept(self.clone(), req, None).map_err(|_| HttpError::BadRequest)
+            }
+            TransportKind::Polling => {
+                let socket = self.open_session(TransportKind::Polling, request_info(&req));
+                let open = self.open_packet(&socket).encode_text();
+                self.inner.handler.on_open(&socket);
+                Ok(http_util::text(
+                    StatusCode::OK,
+                    "text/plain; charset=UTF-8",
+                    open,
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn open_packet(&self, socket: &EioSocket<H::Data>) -> EioPacket {
+        let c = &self.inner.config;
+        let upgrades = if socket.transport() == TransportKind::Polling
+            && c.allow_upgrades
+            && c.allow_websocket
+        {
+            "[\"websocket\"]"
+        } else {
+            "[]"
+        };
+        EioPacket::Open(format!(
+            "{{\"sid\":\"{}\",\"upgrades\":{},\"pingInterval\":{},\"pingTimeout\":{},\"maxPayload\":{}}}",
+            socket.sid(),
+            upgrades,
+            c.ping_interval.as_millis(),
+            c.ping_timeout.as_millis(),
+            c.max_payload
+        ))
+    }
+
+    pub(crate) fn open_session(
+        &self,
+        transport: TransportKind,
+        request: RequestInfo,
+    ) -> Arc<EioSocket<H::Data>> {
+        let c = &self.inner.config;
+        let socket = Arc::new(EioSocket::new(
+            self.inner.handler.new_data(),
+            request,
+            transport,
+            c.max_queue_items,
+            c.max_queue_bytes,
+            self.inner.metrics.clone(),
+        ));
+        self.inner.sessions.insert(socket.clone());
+        let m = &self.inner.metrics;
+        m.sessions.inc();
+        m.sessions_opened
+            .get_or_create(&[("transport", transport.as_str())])
+            .inc();
+        tokio::spawn(supervise(self.inner.clone(), socket.clone()));
+        socket
+    }
+
+    /// Closes every session with `reason` (e.g. at shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        for socket in self.inner.sessions.all() {
+            socket.close(reason);
+        }
+    }
+}
+
+impl<H: Handler> Inner<H> {
+    /// Dispatches one decoded packet from either transport.
+    pub(crate) async fn handle_packet(&self, socket: &Arc<EioSocket<H::Data>>, packet: EioPacket) {
+        match packet {
+            EioPacket::Message(text) => {
+                self.handler.on_message(socket, Incoming::Text(text)).await;
+            }
+            EioPacket::Binary(data) => {
+                self.handler
+                    .on_message(socket, Incoming::Binary(data))
+                    .await;
+            }
+            EioPacket::Pong(_) => socket.on_pong(),
+            EioPacket::Close => socket.close(CloseReason::TransportClose),
+            // v4 pings go server → client only: a client ping is a protocol violation.
+            EioPacket::Ping(_) | EioPacket::Open(_) | EioPacket::Upgrade | EioPacket::Noop => {
+                self.parse_error(socket, "unexpected_packet");
+            }
+        }
+    }
+
+    pub(crate) fn parse_error(&self, socket: &EioSocket<H::Data>, kind: &'static str) {
+        self.metrics
+            .parse_errors
+            .get_or_create(&[("kind", kind)])
+            .inc();
+        socket.close(CloseReason::ParseError);
+    }
+}
+
+fn request_info<B>(req: &Request<B>) -> RequestInfo {
+    RequestInfo {
+        headers: req.headers().clone(),
+        uri: req.uri().clone(),
+        remote_addr: req
+            .extensions()
+            .get::<crate::server::RemoteAddr>()
+            .map(|a| a.0),
+        time: std::time::SystemTime::now(),
+    }
+}
+
+pub(crate) fn request_info_of<B>(req: &Request<B>) -> RequestInfo {
+    request_info(req)
+}
+
+/// Runs for the whole life of a session: pings, waits for pongs, and on close notifies the
+/// handler and removes the session.
+async fn supervise<H: Handler>(inner: Arc<Inner<H>>, socket: Arc<EioSocket<H::Data>>) {
+    let closed = socket.closed_token().clone();
+    let interval = inner.config.ping_interval;
+    let timeout = inner.config.ping_timeout;
+    loop {
+        tokio::select! {
+            _ = closed.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        socket.awaiting_pong.store(true, Ordering::Release);
+        if socket
+            .send(Outgoing::One(Frame::text("2".to_owned())))
+            .is_err()
+        {
+            break;
+        }
+        tokio::select! {
+            _ = closed.cancelled() => break,
+            _ = socket.pong.notified() => {}
+            _ = tokio::time::sleep(timeout) => {
+                socket.close(CloseReason::PingTimeout);
+                break;
+            }
+        }
+    }
+    let reason = socket.close_reason().unwrap_or(CloseReason::TransportClose);
+    inner
+        .metrics
+        .sessions_closed
+        .get_or_create(&[("reason", reason.label())])
+        .inc();
+    inner.metrics.sessions.dec();
+    inner.handler.on_close(&socket, reason);
+    if socket.transport() == TransportKind::Polling && reason.server_initiated() {
+        // Keep the session reachable so the client's next poll gets the last packets and `1`.
+        let _ = tokio::time::timeout(inner.config.close_timeout, socket.drained.notified()).await;
+    }
+    inner.sessions.remove(&socket.sid());
+}

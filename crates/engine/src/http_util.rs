@@ -1,0 +1,148 @@
+//! HTTP answers: Engine.IO error bodies, CORS headers, query parsing.
+
+use crate::config::{AllowOrigin, CorsConfig};
+use crate::error::HttpError;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::Full;
+
+/// The response body type of the engine.
+pub type Body = Full<Bytes>;
+
+/// The query parameters the engine reads (last value wins, as in JS).
+#[derive(Debug, Default)]
+pub(crate) struct Query<'a> {
+    pub eio: Option<&'a str>,
+    pub transport: Option<&'a str>,
+    pub sid: Option<&'a str>,
+}
+
+pub(crate) fn parse_query(query: Option<&str>) -> Query<'_> {
+    let mut q = Query::default();
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "EIO" => q.eio = Some(v),
+            "transport" => q.transport = Some(v),
+            "sid" => q.sid = Some(v),
+            _ => {}
+        }
+    }
+    q
+}
+
+pub(crate) fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let body = body.into();
+    let mut res = Response::new(Full::new(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+pub(crate) fn error(err: HttpError) -> Response<Body> {
+    let body = format!("{{\"code\":{},\"message\":\"{}\"}}", err.code(), err);
+    text(err.status(), "application/json", body)
+}
+
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = status;
+    res
+}
+
+/// True when the `Origin` header is absent or allowed by `cors`.
+pub(crate) fn origin_allowed(cors: Option<&CorsConfig>, headers: &HeaderMap) -> bool {
+    let (Some(cors), Some(origin)) = (cors, headers.get(header::ORIGIN)) else {
+        return true;
+    };
+    match &cors.origin {
+        AllowOrigin::Any | AllowOrigin::Mirror => true,
+        AllowOrigin::List(list) => origin
+            .to_str()
+            .map(|o| list.iter().any(|allowed| allowed == o))
+            .unwrap_or(false),
+    }
+}
+
+/// Adds CORS headers to `res` for a request with `headers`.
+pub(crate) fn apply_cors(cors: Option<&CorsConfig>, headers: &HeaderMap, res: &mut Response<Body>) {
+    let Some(cors) = cors else { return };
+    let origin = headers.get(header::ORIGIN);
+    let h = res.headers_mut();
+    match (&cors.origin, origin) {
+        (AllowOrigin::Any, _) if !cors.credentials => {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+        (_, Some(origin)) => {
+            // `HeaderValue` cannot hold CR/LF, so reflecting it cannot split the response.
+            if origin_allowed(Some(cors), headers) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                h.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+        }
+        _ => {}
+    }
+    if cors.credentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
+/// The answer to a CORS preflight (`OPTIONS`).
+pub(crate) fn preflight(cors: &CorsConfig, headers: &HeaderMap) -> Response<Body> {
+    let mut res = empty(StatusCode::NO_CONTENT);
+    apply_cors(Some(cors), headers, &mut res);
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"),
+    );
+    if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+        h.append(
+            header::VARY,
+            HeaderValue::from_static("Access-Control-Request-Headers"),
+        );
+    }
+    if let Some(max_age) = cors.max_age {
+        if let Ok(v) = HeaderValue::from_str(&max_age.as_secs().to_string()) {
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, v);
+        }
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_last_value_wins() {
+        let q = parse_query(Some("EIO=3&EIO=4&transport=polling&t=abc&sid=x"));
+        assert_eq!(q.eio, Some("4"));
+        assert_eq!(q.transport, Some("polling"));
+        assert_eq!(q.sid, Some("x"));
+        let q = parse_query(None);
+        assert!(q.eio.is_none() && q.transport.is_none() && q.sid.is_none());
+    }
+
+    #[test]
+    fn error_body_is_exact() {
+        let res = error(HttpError::UnsupportedProtocolVersion);
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let res = error(HttpError::Forbidden);
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,87 @@
+//! The engine's own Prometheus metrics; labels are low-cardinality (transport, reason, code).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// One label pair with a static key.
+pub type Label = [(&'static str, &'static str); 1];
+
+/// Counters and gauges for sessions, transports, errors and outbound queues.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    /// Open sessions.
+    pub sessions: Gauge,
+    /// Sessions opened, by initial transport.
+    pub sessions_opened: Family<Label, Counter>,
+    /// Sessions closed, by reason.
+    pub sessions_closed: Family<Label, Counter>,
+    /// Completed polling → WebSocket upgrades.
+    pub upgrades: Counter,
+    /// HTTP error answers, by Engine.IO error kind.
+    pub http_errors: Family<Label, Counter>,
+    /// Engine.IO packets that failed to decode, by kind.
+    pub parse_errors: Family<Label, Counter>,
+    /// Bodies or messages over the payload limit, by transport.
+    pub payload_too_large: Family<Label, Counter>,
+    /// Volatile packets dropped because the transport was not writable.
+    pub volatile_dropped: Counter,
+    /// Sessions closed because their outbound queue hit the cap.
+    pub slow_consumers: Counter,
+    /// Bytes waiting in all outbound queues.
+    pub queued_bytes: Gauge,
+}
+
+impl EngineMetrics {
+    /// Registers every metric under the `engine` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("engine");
+        r.register("sessions", "Open Engine.IO sessions", self.sessions.clone());
+        r.register(
+            "sessions_opened",
+            "Engine.IO sessions opened, by transport",
+            self.sessions_opened.clone(),
+        );
+        r.register(
+            "sessions_closed",
+            "Engine.IO sessions closed, by reason",
+            self.sessions_closed.clone(),
+        );
+        r.register(
+            "upgrades",
+            "Polling to WebSocket upgrades",
+            self.upgrades.clone(),
+        );
+        r.register(
+            "http_errors",
+            "HTTP error answers, by Engine.IO error",
+            self.http_errors.clone(),
+        );
+        r.register(
+            "parse_errors",
+            "Engine.IO packets that failed to decode, by kind",
+            self.parse_errors.clone(),
+        );
+        r.register(
+            "payload_too_large",
+            "Bodies or messages over the payload limit, by transport",
+            self.payload_too_large.clone(),
+        );
+        r.register(
+            "volatile_dropped",
+            "Volatile packets dropped on a non-writable transport",
+            self.volatile_dropped.clone(),
+        );
+        r.register(
+            "slow_consumer_disconnects",
+            "Sessions closed because their outbound queue was full",
+            self.slow_consumers.clone(),
+        );
+        r.register(
+            "outbound_queue_bytes",
+            "Bytes waiting in all outbound queues",
+            self.queued_bytes.clone(),
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The HTTP long-polling transport: GET waits for packets, POST delivers them.
+
+use crate::engine::{BoxError, Engine, Inner};
+use crate::error::{CloseReason, HttpError};
+use crate::handler::Handler;
+use crate::http_util::{self, Body};
+use crate::socket::{EioSocket, Frame, Outgoing};
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use switchboard_protocol::engine::{decode_payload, encode_binary_record, SEPARATOR};
+use tokio::sync::mpsc;
+
+/// Holds the queue's receiving end for one GET. If the GET future is dropped before it answers
+/// (the client hung up), the session closes: nobody would read what it took.
+struct PollGuard<'a, D> {
+    socket: &'a EioSocket<D>,
+    rx: Option<mpsc::Receiver<Outgoing>>,
+    answered: bool,
+}
+
+impl<D> Drop for PollGuard<'_, D> {
+    fn drop(&mut self) {
+        self.socket.get_pending.store(false, Ordering::Release);
+        if let Some(rx) = self.rx.take() {
+            self.socket.return_rx(rx);
+        }
+        if !self.answered {
+            self.socket.close(CloseReason::TransportClose);
+        }
+    }
+}
+
+fn payload_response(body: String) -> Response<Body> {
+    let mut res = http_util::text(StatusCode::OK, "text/plain; charset=UTF-8", body);
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+fn append(out: &mut String, item: &Outgoing) {
+    for frame in item.frames() {
+        if !out.is_empty() {
+            out.push(SEPARATOR);
+        }
+        match frame {
+            Frame::Text(t) => out.push_str(t.as_str()),
+            Frame::Binary(b) => encode_binary_record(b, out),
+        }
+    }
+}
+
+/// A GET: answers with every queued packet, or waits for one.
+pub(crate) async fn get<H: Handler>(
+    inner: &Inner<H>,
+    socket: Arc<EioSocket<H::Data>>,
+) -> Result<Response<Body>, HttpError> {
+    let upgrade = socket.upgrade_started.notified();
+    tokio::pin!(upgrade);
+    upgrade.as_mut().enable();
+    if socket.upgrading.load(Ordering::Acquire) {
+        return Ok(payload_response("6".into()));
+    }
+    let Some(rx) = socket.take_rx() else {
+        // Overlapping GETs: the protocol closes the session; the first GET gets `1`.
+        socket.close(CloseReason::TransportError);
+        return Err(HttpError::BadRequest);
+    };
+    socket.get_pending.store(true, Ordering::Release);
+    let mut guard = PollGuard {
+        socket: &socket,
+        rx: Some(rx),
+        answered: false,
+    };
+    let closed = socket.closed_token().clone();
+    let mut body = String::new();
+    let first = {
+        let Some(rx) = guard.rx.as_mut() else {
+            return Err(HttpError::BadRequest);
+        };
+        tokio::select! {
+            biased;
+            _ = closed.cancelled() => None,
+            _ = &mut upgrade => {
+                guard.answered = true;
+                return Ok(payload_response("6".into()));
+            }
+            item = rx.recv() => item,
+        }
+    };
+    let limit = inner.config.max_payload;
+    if let Some(rx) = guard.rx.as_mut() {
+        if let Some(item) = first {
+            socket.dequeued(&item);
+            append(&mut body, &item);
+        }
+        while body.len() < limit || socket.is_closed() {
+            let Ok(item) = rx.try_recv() else { break };
+            socket.dequeued(&item);
+            append(&mut body, &item);
+        }
+    }
+    if let Some(reason) = socket.close_reason() {
+        if reason == CloseReason::TransportClose {
+            body = "6".into();
+        } else {
+            if !body.is_empty() {
+                body.push(SEPARATOR);
+            }
+            body.push('1');
+        }
+        socket.drained.notify_one();
+    }
+    guard.answered = true;
+    drop(guard);
+    Ok(payload_response(body))
+}
+
+/// Clears the in-flight flag when a POST ends, however it ends.
+struct PostGuard<'a, D>(&'a EioSocket<D>);
+
+impl<D> Drop for PostGuard<'_, D> {
+    fn drop(&mut self) {
+        self.0.post_in_flight.store(false, Ordering::Release);
+    }
+}
+
+/// A POST: decodes the body and hands each packet to the session, in order.
+pub(crate) async fn post<H, B>(
+    engine: &Engine<H>,
+    socket: Arc<EioSocket<H::Data>>,
+    req: Request<B>,
+) -> Result<Response<Body>, HttpError>
+where
+    H: Handler,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let inner = &engine.inner;
+    if socket.post_in_flight.swap(true, Ordering::AcqRel) {
+        socket.close(CloseReason::TransportError);
+        return Err(HttpError::BadRequest);
+    }
+    let _guard = PostGuard(&socket);
+    let binary_body = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/octet-stream"));
+    if binary_body {
+        // EIO=4 never sends binary HTTP bodies.
+        inner.parse_error(&socket, "binary_body");
+        return Err(HttpError::BadRequest);
+    }
+    let limit = inner.config.max_payload;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Ok(too_large(inner));
+    }
+    let body = req.into_body();
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => return Ok(too_large(inner)),
+        Err(_) => {
+            // The client went away mid-body.
+            socket.close(CloseReason::TransportError);
+            return Err(HttpError::BadRequest);
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        inner.parse_error(&socket, "invalid_utf8");
+        return Err(HttpError::BadRequest);
+    };
+    let packets = match decode_payload(text, inner.config.max_packets_per_payload) {
+        Ok(packets) => packets,
+        Err(err) => {
+            inner.parse_error(&socket, err.code());
+            return Err(HttpError::BadRequest);
+        }
+    };
+    for packet in packets {
+        if socket.is_closed() {
+            break;
+        }
+        inner.handle_packet(&socket, packet).await;
+    }
+    Ok(http_util::text(StatusCode::OK, "text/html", "ok"))
+}
+
+fn too_large<H: Handler>(inner: &Inner<H>) -> Response<Body> {
+    inner
+        .metrics
+        .payload_too_large
+        .get_or_create(&[("transport", "polling")])
+        .inc();
+    http_util::empty(StatusCode::PAYLOAD_TOO_LARGE)
+}

@@ -1,0 +1,299 @@
+//! One Engine.IO session: its id, outbound queue, transport state and close signal.
+
+use crate::error::{CloseReason, SendError};
+use crate::metrics::EngineMetrics;
+use crate::sid::Sid;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+/// One Engine.IO frame ready for the wire.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// A text packet, type digit included (`4...`, `2`, `6`).
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Frame {
+    /// A text frame from owned text (no copy).
+    pub fn text(s: String) -> Self {
+        Self::Text(Utf8Bytes::from(s))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Binary(b) => b.len(),
+        }
+    }
+}
+
+/// An item of the outbound queue: frames that must go out back to back.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// One frame.
+    One(Frame),
+    /// A Socket.IO binary packet: its text header then its attachments, shared between every
+    /// recipient of a broadcast.
+    Many(Arc<[Frame]>),
+}
+
+impl Outgoing {
+    /// Bytes this item holds on the wire (before base64 on polling).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::One(f) => f.len(),
+            Self::Many(fs) => fs.iter().map(Frame::len).sum(),
+        }
+    }
+
+    /// True when the item carries no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frames, in order.
+    pub fn frames(&self) -> &[Frame] {
+        match self {
+            Self::One(f) => std::slice::from_ref(f),
+            Self::Many(fs) => fs,
+        }
+    }
+}
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    Websocket,
+}
+
+impl TransportKind {
+    /// The name used in the `transport` query parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Polling => "polling",
+            Self::Websocket => "websocket",
+        }
+    }
+}
+
+/// Facts about the HTTP request that opened a session.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Request headers.
+    pub headers: http::HeaderMap,
+    /// The full request URI.
+    pub uri: http::Uri,
+    /// Peer address, when known.
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// When the handshake arrived.
+    pub time: std::time::SystemTime,
+}
+
+/// One Engine.IO session, shared between its transport tasks and the application.
+pub struct EioSocket<D> {
+    sid: Sid,
+    /// Application data attached to the session.
+    pub data: D,
+    request: RequestInfo,
+    tx: mpsc::Sender<Outgoing>,
+    rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    pub(crate) rx_returned: Notify,
+    queued_bytes: AtomicUsize,
+    max_queue_bytes: usize,
+    transport: AtomicU8,
+    pub(crate) upgrading: AtomicBool,
+    pub(crate) upgrade_started: Notify,
+    pub(crate) awaiting_pong: AtomicBool,
+    pub(crate) pong: Notify,
+    pub(crate) post_in_flight: AtomicBool,
+    pub(crate) get_pending: AtomicBool,
+    pub(crate) drained: Notify,
+    closed: CancellationToken,
+    reason: OnceLock<CloseReason>,
+    metrics: Arc<EngineMetrics>,
+}
+
+impl<D> std::fmt::Debug for EioSocket<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EioSocket")
+            .field("sid", &self.sid)
+            .field("transport", &self.transport())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D> EioSocket<D> {
+    pub(crate) fn new(
+        data: D,
+        request: RequestInfo,
+        transport: TransportKind,
+        max_queue_items: usize,
+        max_queue_bytes: usize,
+        metrics: Arc<EngineMetrics>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(max_queue_items);
+        Self {
+            sid: Sid::random(),
+            data,
+            request,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            rx_returned: Notify::new(),
+            queued_bytes: AtomicUsize::new(0),
+            max_queue_bytes,
+            transport: AtomicU8::new(transport as u8),
+            upgrading: AtomicBool::new(false),
+            upgrade_started: Notify::new(),
+            awaiting_pong: AtomicBool::new(false),
+            pong: Notify::new(),
+            post_in_flight: AtomicBool::new(false),
+            get_pending: AtomicBool::new(false),
+            drained: Notify::new(),
+            closed: CancellationToken::new(),
+            reason: OnceLock::new(),
+            metrics,
+        }
+    }
+
+    /// The session id (secret: it is the only credential of a polling request).
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The request that opened the session.
+    pub fn request(&self) -> &RequestInfo {
+        &self.request
+    }
+
+    /// The current transport.
+    pub fn transport(&self) -> TransportKind {
+        if self.transport.load(Ordering::Acquire) == TransportKind::Websocket as u8 {
+            TransportKind::Websocket
+        } else {
+            TransportKind::Polling
+        }
+    }
+
+    pub(crate) fn set_transport(&self, kind: TransportKind) {
+        self.transport.store(kind as u8, Ordering::Release);
+    }
+
+    /// True once the session is closed or closing.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// The reason the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.reason.get().copied()
+    }
+
+    /// A token cancelled when the session closes.
+    pub fn closed_token(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Closes the session; the first reason wins. Queued frames are still flushed when the
+    /// reason is server-initiated.
+    pub fn close(&self, reason: CloseReason) {
+        if self.reason.set(reason).is_ok() {
+            self.closed.cancel();
+        }
+    }
+
+    /// Queues an item for the client. A full queue closes the session as a slow consumer: one
+    /// slow client never stalls a broadcast or grows memory without bound.
+    pub fn send(&self, item: Outgoing) -> Result<(), SendError> {
+        self.enqueue(item, false)
+    }
+
+    /// Queues an item only if the transport can take it now; otherwise drops it (counted).
+    pub fn send_volatile(&self, item: Outgoing) -> Result<(), SendError> {
+        self.enqueue(item, true)
+    }
+
+    fn writable(&self) -> bool {
+        match self.transport() {
+            TransportKind::Websocket => self.queued_bytes.load(Ordering::Relaxed) == 0,
+            TransportKind::Polling => self.get_pending.load(Ordering::Relaxed),
+        }
+    }
+
+    fn enqueue(&self, item: Outgoing, volatile: bool) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        if volatile && !self.writable() {
+            self.metrics.volatile_dropped.inc();
+            return Err(SendError::Dropped);
+        }
+        let len = item.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        let over = before + len > self.max_queue_bytes;
+        if over || self.tx.try_send(item).is_err() {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            if volatile {
+                self.metrics.volatile_dropped.inc();
+                return Err(SendError::Dropped);
+            }
+            if self.is_closed() {
+                return Err(SendError::Closed);
+            }
+            self.metrics.slow_consumers.inc();
+            self.close(CloseReason::SlowConsumer);
+            return Err(SendError::SlowConsumer);
+        }
+        self.metrics.queued_bytes.inc_by(len as i64);
+        Ok(())
+    }
+
+    /// Bookkeeping when an item leaves the queue.
+    pub(crate) fn dequeued(&self, item: &Outgoing) {
+        let len = item.len();
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        self.metrics.queued_bytes.dec_by(len as i64);
+    }
+
+    /// Takes the queue's receiving end; `None` while another transport holds it.
+    pub(crate) fn take_rx(&self) -> Option<mpsc::Receiver<Outgoing>> {
+        self.rx.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    /// Gives the receiving end back and wakes anyone waiting for it.
+    pub(crate) fn return_rx(&self, rx: mpsc::Receiver<Outgoing>) {
+        if let Ok(mut slot) = self.rx.lock() {
+            *slot = Some(rx);
+        }
+        self.rx_returned.notify_waiters();
+    }
+
+    /// Records a pong; it only counts while a ping is outstanding.
+    pub(crate) fn on_pong(&self) {
+        if self.awaiting_pong.swap(false, Ordering::AcqRel) {
+            self.pong.notify_one();
+        }
+    }
+
+    /// Bytes waiting in the outbound queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl<D> Drop for EioSocket<D> {
+    fn drop(&mut self) {
+        let left = self.queued_bytes.load(Ordering::Relaxed);
+        if left > 0 {
+            self.metrics.queued_bytes.dec_by(left as i64);
+        }
+    }
+}
