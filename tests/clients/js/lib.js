@@ -23,7 +23,7 @@ function log(...args) {
 
 function closeAll() {
   for (const s of sockets) {
-    try { s.io.opts.reconnection = false; s.disconnect(); } catch (_) { /* ignore */ }
+    try { s.disconnect(); } catch (_) { /* ignore */ }
   }
 }
 

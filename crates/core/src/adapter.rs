@@ -1,0 +1,331 @@
+//! The Adapter seam: how operations that address many sockets reach them.
+//!
+//! Every namespace has one [`Adapter`]. The default, [`InMemoryAdapter`], serves only this
+//! process. A cluster adapter (Redis) implements the same trait: it applies each operation
+//! locally through the [`LocalAdapter`] handle it is given and forwards it to the other nodes,
+//! which apply it through theirs. The public API above never changes.
+
+use crate::namespace::Namespace;
+use crate::room::Room;
+use crate::socket::SocketInfo;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Flags of a broadcast, as Socket.IO names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastFlags {
+    /// Drop the packet for sockets whose transport cannot take it right now.
+    pub volatile: bool,
+    /// Only this node: never forwarded to other nodes.
+    pub local: bool,
+    /// `Some(false)` disables compression for this packet.
+    pub compress: Option<bool>,
+    /// Acknowledgement timeout of a broadcast with acknowledgement.
+    pub timeout: Option<Duration>,
+}
+
+/// Which sockets an operation addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadcastOptions {
+    /// Union of these rooms; empty means every socket of the namespace.
+    pub rooms: Vec<Room>,
+    /// Sockets in any of these rooms are left out.
+    pub except: Vec<Room>,
+    /// Flags.
+    pub flags: BroadcastFlags,
+}
+
+/// An EVENT to broadcast: the event name then its arguments, plus attachments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventPacket {
+    /// Event name followed by the arguments (binary values as placeholders).
+    pub data: Vec<Value>,
+    /// Binary attachments.
+    pub attachments: Vec<Bytes>,
+}
+
+/// Replies collected by a broadcast (or server-side emit) with acknowledgement: the first
+/// argument of each reply, as Socket.IO collects them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AckResponses {
+    /// The replies that arrived.
+    pub responses: Vec<Value>,
+    /// How many replies were expected (known once every node reported its count).
+    pub expected: usize,
+    /// True when the timeout passed before every reply arrived.
+    pub timed_out: bool,
+}
+
+/// A cluster operation that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    /// Some nodes did not answer in time; the result holds what arrived.
+    #[error("timeout reached: {missing} node(s) did not answer ({nodes}); check those nodes and the bus")]
+    Timeout {
+        /// Number of nodes that did not answer.
+        missing: usize,
+        /// Their ids, comma separated.
+        nodes: String,
+    },
+    /// The bus (e.g. Redis) is unreachable; retry later or check its address.
+    #[error("adapter unavailable: {0}; check the bus connection")]
+    Unavailable(String),
+    /// The namespace is gone.
+    #[error("namespace closed")]
+    Closed,
+}
+
+/// Routes multi-socket operations of one namespace, locally or across a cluster.
+pub trait Adapter: Send + Sync + 'static {
+    /// Sends `packet` to the addressed sockets. Never blocks on the network.
+    fn broadcast(&self, packet: EventPacket, opts: BroadcastOptions);
+
+    /// Sends `packet` expecting one acknowledgement per recipient, within `timeout`.
+    fn broadcast_with_ack(
+        &self,
+        packet: EventPacket,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<'static, AckResponses>;
+
+    /// Describes the addressed sockets (on every node).
+    fn fetch_sockets(
+        &self,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>>;
+
+    /// Makes the addressed sockets join `rooms`.
+    fn add_sockets(&self, opts: BroadcastOptions, rooms: Vec<Room>);
+
+    /// Makes the addressed sockets leave `rooms`.
+    fn del_sockets(&self, opts: BroadcastOptions, rooms: Vec<Room>);
+
+    /// Disconnects the addressed sockets; `close` also closes their connections.
+    fn disconnect_sockets(&self, opts: BroadcastOptions, close: bool);
+
+    /// Every room with a member (on every node).
+    fn all_rooms(&self) -> BoxFuture<'static, Result<Vec<Room>, AdapterError>>;
+
+    /// Emits an event to the other nodes' server-side listeners.
+    fn server_side_emit(&self, data: Vec<Value>) -> Result<(), AdapterError>;
+
+    /// Emits to the other nodes' server-side listeners and collects their replies.
+    fn server_side_emit_with_ack(
+        &self,
+        data: Vec<Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<AckResponses, AdapterError>>;
+
+    /// How many nodes serve this namespace, this one included.
+    fn server_count(&self) -> BoxFuture<'static, usize>;
+
+    /// A room got its first local member (a sharded adapter subscribes to it here).
+    fn room_created(&self, _room: &Room) {}
+
+    /// A room lost its last local member.
+    fn room_deleted(&self, _room: &Room) {}
+
+    /// True when the adapter can currently reach every node (always true in memory).
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Stops the adapter (namespace shutdown).
+    fn close(&self) {}
+}
+
+/// Creates the adapter of each namespace.
+pub trait AdapterFactory: Send + Sync + 'static {
+    /// The adapter for the namespace behind `local`.
+    fn create(&self, local: LocalAdapter) -> Arc<dyn Adapter>;
+}
+
+/// This node's side of a namespace: what an adapter calls to apply an operation here.
+#[derive(Clone)]
+pub struct LocalAdapter {
+    pub(crate) nsp: Weak<Namespace>,
+    pub(crate) name: String,
+}
+
+impl std::fmt::Debug for LocalAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAdapter")
+            .field("nsp", &self.name)
+            .finish()
+    }
+}
+
+impl LocalAdapter {
+    /// The namespace name.
+    pub fn namespace(&self) -> &str {
+        &self.name
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Namespace) -> T) -> Option<T> {
+        self.nsp.upgrade().map(|ns| f(&ns))
+    }
+
+    /// Delivers `packet` to the addressed local sockets; returns how many got it.
+    pub fn broadcast(&self, packet: &EventPacket, opts: &BroadcastOptions) -> usize {
+        self.with(|ns| ns.local_broadcast(packet, opts))
+            .unwrap_or(0)
+    }
+
+    /// Delivers `packet` with an acknowledgement request to the addressed local sockets.
+    /// Returns how many sockets got it and a receiver of their replies (first argument each).
+    pub fn broadcast_with_ack(
+        &self,
+        packet: &EventPacket,
+        opts: &BroadcastOptions,
+    ) -> (usize, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+        match self.nsp.upgrade() {
+            Some(ns) => ns.local_broadcast_with_ack(packet, opts),
+            None => (0, tokio::sync::mpsc::unbounded_channel().1),
+        }
+    }
+
+    /// Describes the addressed local sockets.
+    pub fn fetch_sockets(&self, opts: &BroadcastOptions) -> Vec<SocketInfo> {
+        self.with(|ns| ns.local_fetch(opts)).unwrap_or_default()
+    }
+
+    /// Makes the addressed local sockets join `rooms`.
+    pub fn add_sockets(&self, opts: &BroadcastOptions, rooms: &[Room]) {
+        self.with(|ns| ns.local_add_sockets(opts, rooms));
+    }
+
+    /// Makes the addressed local sockets leave `rooms`.
+    pub fn del_sockets(&self, opts: &BroadcastOptions, rooms: &[Room]) {
+        self.with(|ns| ns.local_del_sockets(opts, rooms));
+    }
+
+    /// Disconnects the addressed local sockets.
+    pub fn disconnect_sockets(&self, opts: &BroadcastOptions, close: bool) {
+        self.with(|ns| ns.local_disconnect(opts, close));
+    }
+
+    /// Every local room with a member.
+    pub fn rooms(&self) -> Vec<Room> {
+        self.with(|ns| ns.rooms.all()).unwrap_or_default()
+    }
+
+    /// True when `room` has a local member.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.with(|ns| ns.rooms.contains(room)).unwrap_or(false)
+    }
+
+    /// Runs the local server-side listeners for an event from another node; `reply` receives
+    /// the listener's answer when the sender asked for one.
+    pub fn server_side_event(
+        &self,
+        data: Vec<Value>,
+        reply: Option<tokio::sync::oneshot::Sender<Value>>,
+    ) {
+        self.with(|ns| ns.run_server_side(data, reply));
+    }
+}
+
+/// The default adapter: this process only.
+#[derive(Debug)]
+pub struct InMemoryAdapter {
+    local: LocalAdapter,
+}
+
+/// Creates [`InMemoryAdapter`]s.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InMemoryAdapterFactory;
+
+impl AdapterFactory for InMemoryAdapterFactory {
+    fn create(&self, local: LocalAdapter) -> Arc<dyn Adapter> {
+        Arc::new(InMemoryAdapter { local })
+    }
+}
+
+/// Collects up to `expected` replies from `rx` until `timeout`.
+pub async fn collect_acks(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    expected: usize,
+    timeout: Duration,
+) -> AckResponses {
+    let mut out = AckResponses {
+        responses: Vec::with_capacity(expected),
+        expected,
+        timed_out: false,
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.responses.len() < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(v)) => out.responses.push(v),
+            Ok(None) => break,
+            Err(_) => {
+                out.timed_out = true;
+                break;
+            }
+        }
+    }
+    if out.responses.len() < expected {
+        out.timed_out = true;
+    }
+    out
+}
+
+impl Adapter for InMemoryAdapter {
+    fn broadcast(&self, packet: EventPacket, opts: BroadcastOptions) {
+        self.local.broadcast(&packet, &opts);
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        packet: EventPacket,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<'static, AckResponses> {
+        let (count, rx) = self.local.broadcast_with_ack(&packet, &opts);
+        Box::pin(collect_acks(rx, count, timeout))
+    }
+
+    fn fetch_sockets(
+        &self,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<Vec<SocketInfo>, AdapterError>> {
+        let sockets = self.local.fetch_sockets(&opts);
+        Box::pin(async move { Ok(sockets) })
+    }
+
+    fn add_sockets(&self, opts: BroadcastOptions, rooms: Vec<Room>) {
+        self.local.add_sockets(&opts, &rooms);
+    }
+
+    fn del_sockets(&self, opts: BroadcastOptions, rooms: Vec<Room>) {
+        self.local.del_sockets(&opts, &rooms);
+    }
+
+    fn disconnect_sockets(&self, opts: BroadcastOptions, close: bool) {
+        self.local.disconnect_sockets(&opts, close);
+    }
+
+    fn all_rooms(&self) -> BoxFuture<'static, Result<Vec<Room>, AdapterError>> {
+        let rooms = self.local.rooms();
+        Box::pin(async move { Ok(rooms) })
+    }
+
+    fn server_side_emit(&self, _data: Vec<Value>) -> Result<(), AdapterError> {
+        // There is no other node; Socket.IO does not call this node's own listeners.
+        Ok(())
+    }
+
+    fn server_side_emit_with_ack(
+        &self,
+        _data: Vec<Value>,
+        _timeout: Duration,
+    ) -> BoxFuture<'static, Result<AckResponses, AdapterError>> {
+        Box::pin(async { Ok(AckResponses::default()) })
+    }
+
+    fn server_count(&self) -> BoxFuture<'static, usize> {
+        Box::pin(async { 1 })
+    }
+}

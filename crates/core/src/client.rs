@@ -1,0 +1,222 @@
+//! One Engine.IO connection as Socket.IO sees it: the packet decoder, the namespaces joined,
+//! and the dispatch of each packet. Implements the engine's [`Handler`].
+
+use crate::error::DisconnectReason;
+use crate::payload::Payload;
+use crate::server::ServerInner;
+use crate::socket::{Socket, SocketRef};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use switchboard_engine::{CloseReason, EioSocket, Frame, Handler, Incoming, Outgoing, Sid};
+use switchboard_protocol::{Decoded, Decoder, Packet, PacketKind};
+
+/// The engine session of a client; its data is the [`Client`].
+pub(crate) type Conn = Arc<EioSocket<Client>>;
+
+/// Socket.IO state of one connection.
+pub struct Client {
+    decoder: Mutex<Decoder>,
+    sockets: Mutex<HashMap<String, SocketRef>>,
+    joined_once: AtomicBool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub(crate) fn sockets(&self) -> Vec<SocketRef> {
+        self.sockets
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn remove(&self, nsp: &str, id: &Sid) {
+        if let Ok(mut s) = self.sockets.lock() {
+            if s.get(nsp).is_some_and(|sock| sock.id() == *id) {
+                s.remove(nsp);
+            }
+        }
+    }
+
+    fn get(&self, nsp: &str) -> Option<SocketRef> {
+        self.sockets.lock().ok()?.get(nsp).cloned()
+    }
+}
+
+/// Encodes a packet once into frames every recipient can share.
+pub(crate) fn encode(packet: &Packet) -> Outgoing {
+    let mut text = String::with_capacity(32);
+    text.push('4');
+    packet.encode_into(&mut text);
+    let attachments = packet.attachments();
+    if attachments.is_empty() {
+        return Outgoing::One(Frame::text(text));
+    }
+    let mut frames = Vec::with_capacity(attachments.len() + 1);
+    frames.push(Frame::text(text));
+    frames.extend(attachments.iter().cloned().map(Frame::Binary));
+    Outgoing::Many(frames.into())
+}
+
+/// Bridges the engine to the Socket.IO layer.
+///
+/// It owns the server state: the server lives as long as any clone of its engine is served.
+pub struct SocketIoHandler {
+    pub(crate) server: Arc<ServerInner>,
+}
+
+impl std::fmt::Debug for SocketIoHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIoHandler").finish()
+    }
+}
+
+impl Handler for SocketIoHandler {
+    type Data = Client;
+
+    fn new_data(&self) -> Client {
+        let max = self.server.shared.config.max_attachments;
+        Client {
+            decoder: Mutex::new(Decoder::new(max)),
+            sockets: Mutex::new(HashMap::new()),
+            joined_once: AtomicBool::new(false),
+        }
+    }
+
+    fn on_open(&self, conn: &Conn) {
+        let timeout = self.server.shared.config.connect_timeout;
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let closed = conn.closed_token().clone();
+            tokio::select! {
+                _ = closed.cancelled() => {}
+                _ = tokio::time::sleep(timeout) => {
+                    if !conn.data.joined_once.load(Ordering::Acquire) {
+                        conn.close(CloseReason::ForcedClose);
+                    }
+                }
+            }
+        });
+    }
+
+    async fn on_message(&self, conn: &Conn, message: Incoming) {
+        let server = &self.server;
+        let decoded = match conn.data.decoder.lock() {
+            Ok(mut d) => match message {
+                Incoming::Text(text) => d.decode_text(&text),
+                Incoming::Binary(data) => d.decode_binary(data),
+            },
+            Err(_) => return,
+        };
+        match decoded {
+            Ok(Decoded::Packet(packet)) => on_packet(server, conn, packet).await,
+            Ok(Decoded::NeedAttachments) => {}
+            Err(err) => refuse(server, conn, err.code()),
+        }
+    }
+
+    fn on_close(&self, conn: &Conn, reason: CloseReason) {
+        let reason = DisconnectReason::from(reason);
+        for socket in conn.data.sockets() {
+            socket.leave_namespace(reason, false);
+        }
+    }
+}
+
+/// A protocol violation: count it and close the whole connection, as Socket.IO does.
+fn refuse(server: &ServerInner, conn: &Conn, kind: &'static str) {
+    server
+        .shared
+        .metrics
+        .parse_errors
+        .get_or_create(&[("kind", kind)])
+        .inc();
+    conn.close(CloseReason::ParseError);
+}
+
+async fn on_packet(server: &Arc<ServerInner>, conn: &Conn, packet: Packet) {
+    let Packet { nsp, kind } = packet;
+    match kind {
+        PacketKind::Connect(auth) => connect(server, conn, nsp, auth).await,
+        PacketKind::Disconnect => match conn.data.get(&nsp) {
+            Some(socket) => {
+                socket.leave_namespace(DisconnectReason::ClientNamespaceDisconnect, false)
+            }
+            None => refuse(server, conn, "invalid_state"),
+        },
+        PacketKind::Event {
+            data,
+            id,
+            attachments,
+        } => match conn.data.get(&nsp) {
+            Some(socket) => socket.dispatch(data, id, attachments),
+            None => refuse(server, conn, "invalid_state"),
+        },
+        PacketKind::Ack {
+            data,
+            id,
+            attachments,
+        } => match conn.data.get(&nsp) {
+            Some(socket) => socket.on_ack(
+                id,
+                Payload {
+                    args: data,
+                    attachments,
+                },
+            ),
+            None => refuse(server, conn, "invalid_state"),
+        },
+        PacketKind::ConnectError(_) => refuse(server, conn, "invalid_state"),
+    }
+}
+
+fn reply(conn: &Conn, packet: &Packet) {
+    let _ = conn.send(encode(packet));
+}
+
+async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Option<Value>) {
+    let metrics = &server.shared.metrics;
+    if conn.data.get(&nsp).is_some() {
+        return refuse(server, conn, "invalid_state");
+    }
+    let Some(ns) = server.namespace_for(&nsp) else {
+        metrics
+            .connect_errors
+            .get_or_create(&[("reason", "invalid_namespace")])
+            .inc();
+        return reply(
+            conn,
+            &Packet::connect_error(&nsp, "Invalid namespace", None),
+        );
+    };
+    let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
+    let socket = Socket::new(ns.clone(), conn.clone(), auth);
+    if let Err(err) = ns.run_middlewares(&socket).await {
+        metrics
+            .connect_errors
+            .get_or_create(&[("reason", "middleware")])
+            .inc();
+        return reply(conn, &Packet::connect_error(&nsp, &err.message, err.data));
+    }
+    if conn.is_closed() {
+        return;
+    }
+    if let Ok(mut sockets) = conn.data.sockets.lock() {
+        sockets.insert(nsp.clone(), socket.clone());
+    }
+    conn.data.joined_once.store(true, Ordering::Release);
+    ns.insert_socket(socket.clone());
+    socket.connect_now();
+    metrics.sockets.inc();
+    metrics.connects.inc();
+    reply(conn, &Packet::connect_ok(&nsp, socket.id().as_str()));
+    // Packets of this connection are handled one at a time, so no event from the client can
+    // be dispatched before the handlers below are installed.
+    ns.run_connection_handlers(&socket);
+}

@@ -1,0 +1,644 @@
+//! A socket: one client's connection to one namespace.
+
+use crate::adapter::EventPacket;
+use crate::client::Conn;
+use crate::error::{AckError, DisconnectReason, EmitError};
+use crate::namespace::Namespace;
+use crate::operators::BroadcastOperator;
+use crate::payload::Payload;
+use crate::room::{IntoRooms, Room};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_engine::{Outgoing, SendError, Sid};
+use switchboard_protocol::socketio::is_reserved_event;
+use switchboard_protocol::{Packet, PacketKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// A shared handle to a socket; handlers receive `&SocketRef`.
+pub type SocketRef = Arc<Socket>;
+
+type EventHandler = Arc<dyn Fn(&SocketRef, Event) + Send + Sync>;
+type AnyHandler = Arc<dyn Fn(&SocketRef, &Event) + Send + Sync>;
+type DisconnectHandler = Arc<dyn Fn(&SocketRef, DisconnectReason) + Send + Sync>;
+
+/// What the client sent when it connected to the namespace.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// Request headers of the connection.
+    pub headers: http::HeaderMap,
+    /// Query parameters of the connection URL.
+    pub query: HashMap<String, String>,
+    /// The CONNECT packet's auth object (`{}` when absent).
+    pub auth: Value,
+    /// Peer address.
+    pub address: Option<SocketAddr>,
+    /// When the connection was made.
+    pub time: SystemTime,
+    /// The connection URL (path and query).
+    pub url: String,
+}
+
+impl Handshake {
+    /// The handshake as Socket.IO serializes it for `fetchSockets` (Node's field names).
+    pub fn to_json(&self) -> Value {
+        let headers: serde_json::Map<String, Value> = self
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_owned(), Value::String(v.to_owned())))
+            })
+            .collect();
+        let issued = self
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        serde_json::json!({
+            "headers": headers,
+            "time": httpdate(self.time),
+            "address": self.address.map(|a| a.ip().to_string()).unwrap_or_default(),
+            "xdomain": self.headers.contains_key(http::header::ORIGIN),
+            "secure": false,
+            "issued": issued,
+            "url": self.url,
+            "query": self.query,
+            "auth": self.auth,
+        })
+    }
+}
+
+fn httpdate(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs}")
+}
+
+/// A socket as seen by `fetch_sockets`: its id, rooms, handshake and data, from any node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketInfo {
+    /// Socket id.
+    pub id: String,
+    /// Rooms, its own id included.
+    pub rooms: Vec<String>,
+    /// Handshake in Node's JSON shape.
+    pub handshake: Value,
+    /// `socket.data`.
+    pub data: Value,
+}
+
+/// An event received from the client.
+#[derive(Debug)]
+pub struct Event {
+    /// The event name (a numeric name is given as its decimal text).
+    pub name: String,
+    /// The arguments after the name.
+    pub payload: Payload,
+    /// Present when the client asked for an acknowledgement.
+    pub ack: Option<Ack>,
+}
+
+impl Event {
+    /// Argument `i` deserialized as `T`.
+    pub fn arg<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T, serde_json::Error> {
+        self.payload.get(i)
+    }
+
+    /// Replies to the client's acknowledgement request, if any.
+    pub fn ack(&mut self, payload: impl Into<Payload>) {
+        if let Some(ack) = self.ack.take() {
+            ack.send(payload);
+        }
+    }
+}
+
+/// The right to answer one acknowledgement request; consumed by [`Ack::send`].
+pub struct Ack {
+    socket: SocketRef,
+    id: u64,
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack").field("id", &self.id).finish()
+    }
+}
+
+impl Ack {
+    /// Sends the acknowledgement.
+    pub fn send(self, payload: impl Into<Payload>) {
+        let payload = payload.into();
+        let packet = Packet {
+            nsp: self.socket.ns.name().to_owned(),
+            kind: PacketKind::Ack {
+                data: payload.args,
+                id: self.id,
+                attachments: payload.attachments,
+            },
+        };
+        let _ = self.socket.send_packet(&packet, false);
+    }
+}
+
+pub(crate) enum AckTarget {
+    One(oneshot::Sender<Payload>),
+    Many(mpsc::UnboundedSender<Value>, Instant),
+}
+
+/// One client's membership of one namespace.
+pub struct Socket {
+    id: Sid,
+    pub(crate) ns: Arc<Namespace>,
+    pub(crate) conn: Conn,
+    handshake: Handshake,
+    data: Mutex<Value>,
+    rooms: Mutex<HashSet<Room>>,
+    handlers: RwLock<HashMap<String, EventHandler>>,
+    any_handlers: RwLock<Vec<AnyHandler>>,
+    disconnecting: RwLock<Vec<DisconnectHandler>>,
+    disconnect: RwLock<Vec<DisconnectHandler>>,
+    acks: Mutex<HashMap<u64, AckTarget>>,
+    connected: AtomicBool,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("nsp", &self.ns.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Socket {
+    pub(crate) fn new(ns: Arc<Namespace>, conn: Conn, auth: Value) -> SocketRef {
+        let req = conn.request();
+        let query = req
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let handshake = Handshake {
+            headers: req.headers.clone(),
+            query,
+            auth,
+            address: req.remote_addr,
+            time: req.time,
+            url: req.uri.to_string(),
+        };
+        Arc::new(Self {
+            id: Sid::random(),
+            ns,
+            conn,
+            handshake,
+            data: Mutex::new(Value::Object(Default::default())),
+            rooms: Mutex::new(HashSet::new()),
+            handlers: RwLock::new(HashMap::new()),
+            any_handlers: RwLock::new(Vec::new()),
+            disconnecting: RwLock::new(Vec::new()),
+            disconnect: RwLock::new(Vec::new()),
+            acks: Mutex::new(HashMap::new()),
+            connected: AtomicBool::new(false),
+        })
+    }
+
+    /// The socket id (public: other clients may know it).
+    pub fn id(&self) -> Sid {
+        self.id
+    }
+
+    /// The namespace.
+    pub fn nsp(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The handshake.
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    /// `socket.data`: free-form JSON that travels with `fetch_sockets`.
+    pub fn data(&self) -> Value {
+        self.data.lock().map(|d| d.clone()).unwrap_or(Value::Null)
+    }
+
+    /// Replaces `socket.data`.
+    pub fn set_data(&self, value: Value) {
+        if let Ok(mut d) = self.data.lock() {
+            *d = value;
+        }
+    }
+
+    /// True while the socket is connected.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// The current transport (`polling` or `websocket`).
+    pub fn transport(&self) -> &'static str {
+        self.conn.transport().as_str()
+    }
+
+    /// Registers the handler of `event`, replacing any previous one.
+    pub fn on<F>(&self, event: impl Into<String>, handler: F)
+    where
+        F: Fn(&SocketRef, Event) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.handlers.write() {
+            h.insert(event.into(), Arc::new(handler));
+        }
+    }
+
+    /// Removes the handler of `event`.
+    pub fn off(&self, event: &str) {
+        if let Ok(mut h) = self.handlers.write() {
+            h.remove(event);
+        }
+    }
+
+    /// Registers a handler called for every event before its own handler.
+    pub fn on_any<F>(&self, handler: F)
+    where
+        F: Fn(&SocketRef, &Event) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.any_handlers.write() {
+            h.push(Arc::new(handler));
+        }
+    }
+
+    /// Registers a handler called when the socket is about to leave (rooms still readable).
+    pub fn on_disconnecting<F>(&self, handler: F)
+    where
+        F: Fn(&SocketRef, DisconnectReason) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.disconnecting.write() {
+            h.push(Arc::new(handler));
+        }
+    }
+
+    /// Registers a handler called once the socket has left.
+    pub fn on_disconnect<F>(&self, handler: F)
+    where
+        F: Fn(&SocketRef, DisconnectReason) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.disconnect.write() {
+            h.push(Arc::new(handler));
+        }
+    }
+
+    /// Sends `event` to this client.
+    pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
+        let packet = event_packet(self.ns.name(), event, payload.into(), None)?;
+        self.send_packet(&packet, false)
+    }
+
+    /// Sends `event` expecting an acknowledgement within the server's default ack timeout.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<Payload, AckError> {
+        let timeout = self.ns.config().ack_timeout;
+        self.emit_with_ack_timeout(event, payload, timeout).await
+    }
+
+    /// Sends `event` expecting an acknowledgement within `timeout`.
+    pub async fn emit_with_ack_timeout(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Payload, AckError> {
+        let id = self.ns.next_ack_id();
+        let packet = event_packet(self.ns.name(), event, payload.into(), Some(id))?;
+        let (tx, rx) = oneshot::channel();
+        self.register_ack(id, AckTarget::One(tx))?;
+        if let Err(err) = self.send_packet(&packet, false) {
+            self.take_ack(id);
+            return Err(err.into());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(payload)) => Ok(payload),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                self.take_ack(id);
+                self.ns.metrics().ack_timeouts.inc();
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    /// Joins `rooms`.
+    pub fn join(&self, rooms: impl IntoRooms) {
+        for room in rooms.into_rooms() {
+            let fresh = self
+                .rooms
+                .lock()
+                .map(|mut r| r.insert(room.clone()))
+                .unwrap_or(false);
+            if fresh {
+                self.ns.room_add(&room, self.id);
+            }
+        }
+    }
+
+    /// Leaves `rooms`.
+    pub fn leave(&self, rooms: impl IntoRooms) {
+        for room in rooms.into_rooms() {
+            let was = self
+                .rooms
+                .lock()
+                .map(|mut r| r.remove(&room))
+                .unwrap_or(false);
+            if was {
+                self.ns.room_remove(&room, &self.id);
+            }
+        }
+    }
+
+    /// The rooms this socket is in, its own id included.
+    pub fn rooms(&self) -> Vec<Room> {
+        self.rooms
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Broadcast to `rooms`, leaving this socket out.
+    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.broadcast().to(rooms)
+    }
+
+    /// Same as [`Socket::to`].
+    pub fn in_(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.to(rooms)
+    }
+
+    /// Broadcast leaving out sockets in `rooms` (and this socket).
+    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.broadcast().except(rooms)
+    }
+
+    /// Broadcast to every socket of the namespace but this one.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone()).except(Room::from(self.id))
+    }
+
+    /// Emits dropped if the transport cannot take them right now.
+    pub fn volatile(self: &Arc<Self>) -> VolatileSocket {
+        VolatileSocket(self.clone())
+    }
+
+    /// Leaves the namespace (the client gets DISCONNECT); with `close`, also closes the whole
+    /// connection and every other namespace on it.
+    pub fn disconnect(self: &Arc<Self>, close: bool) {
+        if close {
+            let sockets = self.conn.data.sockets();
+            for socket in sockets {
+                socket.leave_namespace(DisconnectReason::ServerNamespaceDisconnect, true);
+            }
+            self.conn
+                .close(switchboard_engine::CloseReason::ForcedClose);
+        } else {
+            self.leave_namespace(DisconnectReason::ServerNamespaceDisconnect, true);
+        }
+    }
+
+    pub(crate) fn connect_now(self: &Arc<Self>) {
+        self.connected.store(true, Ordering::Release);
+        self.join(Room::from(self.id));
+    }
+
+    /// Removes the socket from its namespace and client; runs the disconnect handlers.
+    pub(crate) fn leave_namespace(self: &Arc<Self>, reason: DisconnectReason, notify: bool) {
+        if !self.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if notify {
+            let packet = Packet {
+                nsp: self.ns.name().to_owned(),
+                kind: PacketKind::Disconnect,
+            };
+            let _ = self.write(&packet, false);
+        }
+        let disconnecting: Vec<_> = self
+            .disconnecting
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        for h in disconnecting {
+            h(self, reason);
+        }
+        let rooms: Vec<Room> = self
+            .rooms
+            .lock()
+            .map(|mut r| r.drain().collect())
+            .unwrap_or_default();
+        for room in &rooms {
+            self.ns.room_remove(room, &self.id);
+        }
+        self.ns.remove_socket(&self.id);
+        self.conn.data.remove(self.ns.name(), &self.id);
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.clear();
+        }
+        let m = self.ns.metrics();
+        m.sockets.dec();
+        m.disconnects
+            .get_or_create(&[("reason", reason.label())])
+            .inc();
+        let handlers: Vec<_> = self
+            .disconnect
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        for h in handlers {
+            h(self, reason);
+        }
+        if let Ok(mut h) = self.handlers.write() {
+            h.clear();
+        }
+        if let Ok(mut h) = self.any_handlers.write() {
+            h.clear();
+        }
+    }
+
+    pub(crate) fn dispatch(
+        self: &Arc<Self>,
+        mut data: Vec<Value>,
+        id: Option<u64>,
+        attachments: Vec<bytes::Bytes>,
+    ) {
+        let name = match data.first() {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return,
+        };
+        data.remove(0);
+        let event = Event {
+            name,
+            payload: Payload {
+                args: data,
+                attachments,
+            },
+            ack: id.map(|id| Ack {
+                socket: self.clone(),
+                id,
+            }),
+        };
+        self.ns.metrics().events_received.inc();
+        let any: Vec<_> = self
+            .any_handlers
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        for h in any {
+            h(self, &event);
+        }
+        let handler = self
+            .handlers
+            .read()
+            .ok()
+            .and_then(|h| h.get(&event.name).cloned());
+        if let Some(h) = handler {
+            h(self, event);
+        }
+    }
+
+    pub(crate) fn on_ack(&self, id: u64, payload: Payload) {
+        match self.take_ack(id) {
+            Some(AckTarget::One(tx)) => {
+                let _ = tx.send(payload);
+            }
+            Some(AckTarget::Many(tx, _)) => {
+                let _ = tx.send(payload.first());
+            }
+            None => tracing::debug!(id, "ack with unknown id ignored"),
+        }
+    }
+
+    fn take_ack(&self, id: u64) -> Option<AckTarget> {
+        self.acks.lock().ok().and_then(|mut a| a.remove(&id))
+    }
+
+    pub(crate) fn register_ack(&self, id: u64, target: AckTarget) -> Result<(), AckError> {
+        let Ok(mut acks) = self.acks.lock() else {
+            return Err(AckError::Disconnected);
+        };
+        if acks.len() >= self.ns.config().max_pending_acks {
+            // Broadcast acks have no owner to clean them: drop the expired ones first.
+            let now = Instant::now();
+            acks.retain(|_, t| match t {
+                AckTarget::Many(tx, deadline) => *deadline > now && !tx.is_closed(),
+                AckTarget::One(tx) => !tx.is_closed(),
+            });
+            if acks.len() >= self.ns.config().max_pending_acks {
+                return Err(AckError::TooManyPending);
+            }
+        }
+        acks.insert(id, target);
+        Ok(())
+    }
+
+    /// Queues an already encoded item (shared by broadcasts).
+    pub(crate) fn send_encoded(&self, item: Outgoing, volatile: bool) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        let result = if volatile {
+            self.conn.send_volatile(item)
+        } else {
+            self.conn.send(item)
+        };
+        match result {
+            Ok(()) | Err(SendError::Dropped) => Ok(()),
+            Err(SendError::Closed) => Err(EmitError::Disconnected),
+            Err(SendError::SlowConsumer) => Err(EmitError::SlowConsumer),
+        }
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+        self.send_encoded(crate::client::encode(packet), volatile)
+    }
+
+    fn write(&self, packet: &Packet, volatile: bool) -> Result<(), SendError> {
+        let item = crate::client::encode(packet);
+        if volatile {
+            self.conn.send_volatile(item)
+        } else {
+            self.conn.send(item)
+        }
+    }
+
+    pub(crate) fn info(&self) -> SocketInfo {
+        SocketInfo {
+            id: self.id.to_string(),
+            rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
+            handshake: self.handshake.to_json(),
+            data: self.data(),
+        }
+    }
+}
+
+/// A socket whose emits are volatile.
+#[derive(Debug, Clone)]
+pub struct VolatileSocket(SocketRef);
+
+impl VolatileSocket {
+    /// Sends `event` if the transport can take it now; drops it otherwise.
+    pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
+        let packet = event_packet(self.0.ns.name(), event, payload.into(), None)?;
+        self.0.send_packet(&packet, true)
+    }
+}
+
+/// Builds an EVENT packet, refusing reserved names.
+pub(crate) fn event_packet(
+    nsp: &str,
+    event: &str,
+    payload: Payload,
+    id: Option<u64>,
+) -> Result<Packet, EmitError> {
+    let data = event_data(event, payload.args)?;
+    Ok(Packet {
+        nsp: nsp.to_owned(),
+        kind: PacketKind::Event {
+            data,
+            id,
+            attachments: payload.attachments,
+        },
+    })
+}
+
+/// `[event, ...args]`, refusing reserved names.
+pub(crate) fn event_data(event: &str, args: Vec<Value>) -> Result<Vec<Value>, EmitError> {
+    if is_reserved_event(event) {
+        return Err(EmitError::ReservedEvent(event.to_owned()));
+    }
+    let mut data = Vec::with_capacity(args.len() + 1);
+    data.push(Value::String(event.to_owned()));
+    data.extend(args);
+    Ok(data)
+}
+
+/// Builds the broadcast form of an event.
+pub(crate) fn event_for_broadcast(event: &str, payload: Payload) -> Result<EventPacket, EmitError> {
+    Ok(EventPacket {
+        data: event_data(event, payload.args)?,
+        attachments: payload.attachments,
+    })
+}
