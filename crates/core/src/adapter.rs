@@ -6,6 +6,7 @@
 //! which apply it through theirs. The public API above never changes.
 
 use crate::namespace::Namespace;
+use crate::payload::Payload;
 use crate::room::Room;
 use crate::socket::SocketInfo;
 use bytes::Bytes;
@@ -48,11 +49,11 @@ pub struct EventPacket {
 }
 
 /// Replies collected by a broadcast (or server-side emit) with acknowledgement: the first
-/// argument of each reply, as Socket.IO collects them.
+/// argument of each reply, as Socket.IO collects them (with the attachments it references).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AckResponses {
-    /// The replies that arrived.
-    pub responses: Vec<Value>,
+    /// The replies that arrived, one argument each.
+    pub responses: Vec<Payload>,
     /// How many replies were expected (known once every node reported its count).
     pub expected: usize,
     /// True when the timeout passed before every reply arrived.
@@ -180,7 +181,7 @@ impl LocalAdapter {
         &self,
         packet: &EventPacket,
         opts: &BroadcastOptions,
-    ) -> (usize, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    ) -> (usize, tokio::sync::mpsc::UnboundedReceiver<Payload>) {
         match self.nsp.upgrade() {
             Some(ns) => ns.local_broadcast_with_ack(packet, opts),
             None => (0, tokio::sync::mpsc::unbounded_channel().1),
@@ -246,7 +247,7 @@ impl AdapterFactory for InMemoryAdapterFactory {
 
 /// Collects up to `expected` replies from `rx` until `timeout`.
 pub async fn collect_acks(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Payload>,
     expected: usize,
     timeout: Duration,
 ) -> AckResponses {

@@ -351,7 +351,7 @@ impl Namespace {
         &self,
         packet: &EventPacket,
         opts: &BroadcastOptions,
-    ) -> (usize, mpsc::UnboundedReceiver<Value>) {
+    ) -> (usize, mpsc::UnboundedReceiver<Payload>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let targets = self.select(opts);
         if targets.is_empty() {

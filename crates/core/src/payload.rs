@@ -68,6 +68,78 @@ impl Payload {
     pub fn first(&self) -> Value {
         self.args.first().cloned().unwrap_or(Value::Null)
     }
+
+    /// Only the first argument (or `null`), keeping the attachments it may reference.
+    pub fn into_first(mut self) -> Self {
+        self.args.truncate(1);
+        if self.args.is_empty() {
+            self.args.push(Value::Null);
+        }
+        self
+    }
+
+    /// One payload whose single argument is the array of every payload's first argument, with
+    /// placeholders renumbered into one attachment list.
+    pub fn collect(payloads: Vec<Payload>) -> Self {
+        let mut items = Vec::with_capacity(payloads.len());
+        let mut attachments = Vec::new();
+        for p in payloads {
+            let offset = attachments.len();
+            let mut first = p.args.into_iter().next().unwrap_or(Value::Null);
+            shift_placeholders(&mut first, offset, 0);
+            items.push(first);
+            attachments.extend(p.attachments);
+        }
+        Self {
+            args: vec![Value::Array(items)],
+            attachments,
+        }
+    }
+}
+
+fn shift_placeholders(value: &mut Value, offset: usize, depth: usize) {
+    if offset == 0 || depth > 256 {
+        return;
+    }
+    if let Some(n) = placeholder_index(value) {
+        *value = placeholder(n + offset);
+        return;
+    }
+    match value {
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| shift_placeholders(v, offset, depth + 1)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| shift_placeholders(v, offset, depth + 1)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn collect_renumbers_placeholders() {
+        let a = Payload::new().binary(vec![1u8]);
+        let b = Payload::args(vec![json!({"x": placeholder(0)})]);
+        let b = Payload {
+            attachments: vec![Bytes::from_static(&[2])],
+            ..b
+        };
+        let c = Payload::from(json!("plain"));
+        let merged = Payload::collect(vec![a, b, c]);
+        assert_eq!(
+            merged.args,
+            vec![json!([placeholder(0), {"x": placeholder(1)}, "plain"])]
+        );
+        assert_eq!(
+            merged.attachments,
+            vec![Bytes::from_static(&[1]), Bytes::from_static(&[2])]
+        );
+    }
 }
 
 impl From<Value> for Payload {

@@ -150,7 +150,7 @@ impl Ack {
 
 pub(crate) enum AckTarget {
     One(oneshot::Sender<Payload>),
-    Many(mpsc::UnboundedSender<Value>, Instant),
+    Many(mpsc::UnboundedSender<Payload>, Instant),
 }
 
 /// One client's membership of one namespace.
@@ -525,7 +525,7 @@ impl Socket {
                 let _ = tx.send(payload);
             }
             Some(AckTarget::Many(tx, _)) => {
-                let _ = tx.send(payload.first());
+                let _ = tx.send(payload.into_first());
             }
             None => tracing::debug!(id, "ack with unknown id ignored"),
         }

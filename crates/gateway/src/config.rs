@@ -1,0 +1,171 @@
+//! Command-line and environment configuration, validated once into [`Config`].
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchboard::engine::{AllowOrigin, CorsConfig, EngineConfig};
+use switchboard::ServerConfig;
+
+/// One Switchboard gateway node: Socket.IO v4 on `/socket.io/` with built-in relay events.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+pub struct Args {
+    /// Address for Socket.IO clients.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Address of the admin endpoints (/metrics, /live, /ready).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Extra namespaces served with the relay events (repeatable), besides `/`.
+    #[arg(
+        long = "namespace",
+        env = "SWITCHBOARD_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// When set, every connection must send auth `{"token": "<value>"}`.
+    #[arg(long, env = "SWITCHBOARD_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Milliseconds between server pings.
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// Milliseconds to wait for a pong.
+    #[arg(long, env = "SWITCHBOARD_PING_TIMEOUT_MS", default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
+    /// Milliseconds a connection may take to join a namespace.
+    #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub connect_timeout_ms: u64,
+    /// Largest message or polling body in bytes (both transports).
+    #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    pub max_payload: usize,
+    /// Outbound queue cap per connection in bytes; a client past it is disconnected as slow.
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUE_BYTES", default_value_t = 4 << 20)]
+    pub max_queue_bytes: usize,
+    /// Allowed browser origins, comma separated; `*` allows any. Unset: no CORS headers.
+    #[arg(long, env = "SWITCHBOARD_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Most simultaneous connections; more wait in the accept queue.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// Listen backlog.
+    #[arg(long, env = "SWITCHBOARD_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+    /// Most rooms one socket may be in (its own id room excluded).
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_SOCKET", default_value_t = 1000)]
+    pub max_rooms_per_socket: usize,
+    /// Longest room name in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOM_NAME", default_value_t = 256)]
+    pub max_room_name: usize,
+    /// Seconds to drain connections on SIGTERM before exiting.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    pub drain_timeout_secs: u64,
+}
+
+/// Relay limits.
+#[derive(Debug, Clone)]
+pub struct RelayLimits {
+    /// Most rooms per socket.
+    pub max_rooms_per_socket: usize,
+    /// Longest room name.
+    pub max_room_name: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Socket.IO listen address.
+    pub listen: SocketAddr,
+    /// Admin listen address.
+    pub admin_listen: SocketAddr,
+    /// Namespaces served (`/` first).
+    pub namespaces: Vec<String>,
+    /// Required auth token.
+    pub auth_token: Option<String>,
+    /// Server options.
+    pub server: ServerConfig,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Backlog.
+    pub backlog: u32,
+    /// Relay limits.
+    pub relay: RelayLimits,
+    /// Drain deadline.
+    pub drain_timeout: Duration,
+}
+
+impl Args {
+    /// Checks the arguments; the error says what to change.
+    pub fn validate(self) -> Result<Config, String> {
+        let mut namespaces = vec!["/".to_owned()];
+        for ns in self.namespaces {
+            let ns = ns.trim();
+            if ns.is_empty() {
+                continue;
+            }
+            if !ns.starts_with('/') || ns.contains(',') || ns.len() > 128 {
+                return Err(format!(
+                    "--namespace {ns:?}: a namespace starts with '/', has no ',' and is at most 128 bytes"
+                ));
+            }
+            if !namespaces.iter().any(|n| n == ns) {
+                namespaces.push(ns.to_owned());
+            }
+        }
+        if self.auth_token.as_deref() == Some("") {
+            return Err("--auth-token is empty: give a secret or leave it unset".into());
+        }
+        if self.ping_interval_ms == 0 || self.ping_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return Err(
+                "--ping-interval-ms, --ping-timeout-ms and --connect-timeout-ms must be above 0"
+                    .into(),
+            );
+        }
+        if self.max_rooms_per_socket == 0 || self.max_room_name == 0 {
+            return Err("--max-rooms-per-socket and --max-room-name must be above 0".into());
+        }
+        let cors = if self.cors_origin.is_empty() {
+            None
+        } else if self.cors_origin.iter().any(|o| o == "*") {
+            Some(CorsConfig::any())
+        } else {
+            Some(CorsConfig {
+                origin: AllowOrigin::List(self.cors_origin),
+                credentials: true,
+                max_age: None,
+            })
+        };
+        let engine = EngineConfig {
+            path: "/socket.io/".into(),
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            ping_timeout: Duration::from_millis(self.ping_timeout_ms),
+            max_payload: self.max_payload,
+            max_queue_bytes: self.max_queue_bytes,
+            cors,
+            ..EngineConfig::default()
+        }
+        .validate()
+        .map_err(|e| format!("{e}: adjust --max-payload / --max-queue-bytes"))?;
+        Ok(Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            namespaces,
+            auth_token: self.auth_token,
+            server: ServerConfig {
+                engine,
+                connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+                ..ServerConfig::default()
+            },
+            max_connections: self.max_connections.max(1),
+            backlog: self.backlog.max(1),
+            relay: RelayLimits {
+                max_rooms_per_socket: self.max_rooms_per_socket,
+                max_room_name: self.max_room_name,
+            },
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+        })
+    }
+}

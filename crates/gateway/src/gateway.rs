@@ -1,0 +1,132 @@
+//! Runs one node: Socket.IO listener, admin listener, and the drain on SIGTERM/SIGINT.
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::relay::{self, RelayMetrics};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::engine::{self, ServeConfig};
+use switchboard::Server;
+use tokio_util::sync::CancellationToken;
+
+/// Connections closed per batch while draining.
+const DRAIN_BATCH: usize = 500;
+/// Pause between drain batches.
+const DRAIN_PAUSE: Duration = Duration::from_millis(20);
+
+/// A running gateway node.
+pub struct Gateway {
+    config: Config,
+    io: Server,
+    registry: Registry,
+}
+
+impl Gateway {
+    /// Builds the node from a validated config.
+    pub fn new(config: Config) -> Result<Self, String> {
+        let io = Server::new(config.server.clone()).map_err(|e| e.to_string())?;
+        let mut registry = Registry::default();
+        io.register_metrics(&mut registry);
+        let relay_metrics = Arc::new(RelayMetrics::default());
+        relay_metrics.register(&mut registry);
+        for name in &config.namespaces {
+            relay::install(
+                &io.of(name),
+                config.relay.clone(),
+                config.auth_token.clone(),
+                relay_metrics.clone(),
+            );
+        }
+        Ok(Self {
+            config,
+            io,
+            registry,
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let listener = engine::bind(self.config.listen, self.config.backlog).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {}: {e}; pick a free address with --listen",
+                    self.config.listen
+                ),
+            )
+        })?;
+        let admin_listener = engine::bind(self.config.admin_listen, 128).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {}: {e}; pick a free address with --admin-listen",
+                    self.config.admin_listen
+                ),
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+        let draining = Arc::new(AtomicBool::new(false));
+        let admin = Admin {
+            registry: Arc::new(self.registry),
+            io: self.io.clone(),
+            draining: draining.clone(),
+        };
+        let stop_accepting = CancellationToken::new();
+        let stop_admin = CancellationToken::new();
+        let serve_config = ServeConfig {
+            backlog: self.config.backlog,
+            max_connections: self.config.max_connections,
+            ..ServeConfig::default()
+        };
+        let sio = tokio::spawn(engine::serve(
+            listener,
+            self.io.engine(),
+            serve_config,
+            stop_accepting.clone(),
+        ));
+        let admin_task = tokio::spawn(engine::serve(
+            admin_listener,
+            admin,
+            ServeConfig::default(),
+            stop_admin.clone(),
+        ));
+        tracing::info!(%addr, namespaces = ?self.config.namespaces, "socket.io listening");
+        tracing::info!(addr = %admin_addr, "admin listening");
+
+        shutdown.cancelled().await;
+        draining.store(true, Ordering::Release);
+        let engine = self.io.engine();
+        let total = engine.session_count();
+        tracing::info!(
+            connections = total,
+            deadline_secs = self.config.drain_timeout.as_secs(),
+            "draining"
+        );
+        stop_accepting.cancel();
+        self.io.close(DRAIN_BATCH, DRAIN_PAUSE).await;
+        let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        loop {
+            let left = engine.session_count();
+            if left == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    left,
+                    "drain deadline reached; exiting with connections open"
+                );
+                break;
+            }
+            tracing::info!(left, "drain progress");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        stop_admin.cancel();
+        let _ = sio.await;
+        let _ = admin_task.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
