@@ -116,6 +116,30 @@ fn shift_placeholders(value: &mut Value, offset: usize, depth: usize) {
     }
 }
 
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Self::args(vec![value])
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(value: &str) -> Self {
+        Self::args(vec![Value::String(value.to_owned())])
+    }
+}
+
+impl From<String> for Payload {
+    fn from(value: String) -> Self {
+        Self::args(vec![Value::String(value)])
+    }
+}
+
+impl From<()> for Payload {
+    fn from(_: ()) -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,29 +163,5 @@ mod tests {
             merged.attachments,
             vec![Bytes::from_static(&[1]), Bytes::from_static(&[2])]
         );
-    }
-}
-
-impl From<Value> for Payload {
-    fn from(value: Value) -> Self {
-        Self::args(vec![value])
-    }
-}
-
-impl From<&str> for Payload {
-    fn from(value: &str) -> Self {
-        Self::args(vec![Value::String(value.to_owned())])
-    }
-}
-
-impl From<String> for Payload {
-    fn from(value: String) -> Self {
-        Self::args(vec![Value::String(value)])
-    }
-}
-
-impl From<()> for Payload {
-    fn from(_: ()) -> Self {
-        Self::new()
     }
 }

@@ -82,12 +82,10 @@ pub(crate) fn apply_cors(cors: Option<&CorsConfig>, headers: &HeaderMap, res: &m
                 HeaderValue::from_static("*"),
             );
         }
-        (_, Some(origin)) => {
-            // `HeaderValue` cannot hold CR/LF, so reflecting it cannot split the response.
-            if origin_allowed(Some(cors), headers) {
-                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-                h.append(header::VARY, HeaderValue::from_static("Origin"));
-            }
+        // `HeaderValue` cannot hold CR/LF, so reflecting it cannot split the response.
+        (_, Some(origin)) if origin_allowed(Some(cors), headers) => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
         _ => {}
     }

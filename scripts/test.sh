@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the whole Switchboard test suite on a fresh Debian machine, installing what it needs
+# first: Node.js + npm (official socket.io-client, pinned by tests/clients/package-lock.json)
+# and python-socketio (pinned by tests/clients/requirements.txt).
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust with rustup (https://rustup.rs) and re-run scripts/test.sh" >&2
+  exit 1
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  step "installing nodejs and npm (apt-get)"
+  as_root apt-get update -q
+  as_root apt-get install -y -q nodejs npm
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+  step "installing python3 and pip (apt-get)"
+  as_root apt-get update -q
+  as_root apt-get install -y -q python3 python3-pip
+fi
+
+step "installing the JavaScript client (npm ci in tests/clients)"
+(cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+
+step "installing the Python client (pip, pinned)"
+if ! python3 -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt; then
+  # Debian's system Python refuses global installs (PEP 668).
+  python3 -m pip install -q --disable-pip-version-check --break-system-packages -r tests/clients/requirements.txt
+fi
+
+step "checking formatting (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "linting (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "running the tests (cargo test --workspace)"
+cargo test --workspace "$@"
