@@ -199,9 +199,8 @@ fn values_close(a: &Value, b: &Value) -> bool {
 /// Strict float round trip: what a relayed event must preserve (JS `JSON.stringify` writes the
 /// shortest representation, and every client expects to read back the same double).
 ///
-/// Fails today: serde_json needs its `float_roundtrip` feature (reported to the lead).
+/// Holds because the workspace enables serde_json's `float_roundtrip` feature.
 #[test]
-#[ignore = "needs serde_json's float_roundtrip feature"]
 fn float_values_survive_reencoding() {
     for text in [
         "2[\"f\",1.2889701057240635]",
