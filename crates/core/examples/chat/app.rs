@@ -1,30 +1,10 @@
-//! The seed documents' group chat, on the Switchboard library.
-//!
-//! `cargo run -p switchboard --example chat -- --port 3000`, then connect any Socket.IO client:
-//! - `register` `{"userId": "42"}`: joins the personal room `user-42` (for notifications);
-//! - `joinRoom` `"groupA"` (ack: the rooms you are in);
-//! - `chatMessage` `{"room": "groupA", "text": "Hello group!"}`: everyone in the room gets
-//!   `chatMessage` `{"sender", "text"}` via `io.to(room)`; with an ack you get `"OK"`;
-//! - `typing` `"groupA"`: everyone in the room but you gets `typing` (`socket.to(room)`);
-//! - `notify` `{"userId": "42", "text": "..."}`: that user's personal room gets `notification`.
-//!
-//! Every event is logged with `on_any`; disconnects are announced to the user's rooms.
+//! The chat application: every handler of the example, installed on a [`Server`].
 
-use clap::Parser;
 use serde_json::{json, Value};
-use switchboard::engine::{bind, serve, ServeConfig};
-use switchboard::{Server, ServerConfig};
-use tokio_util::sync::CancellationToken;
+use switchboard::Server;
 
-/// Group chat example.
-#[derive(Parser)]
-struct Args {
-    /// Port to listen on (127.0.0.1).
-    #[arg(long, default_value_t = 3000)]
-    port: u16,
-}
-
-fn install(io: &Server) {
+/// Installs the group chat on `io`'s root namespace.
+pub fn install(io: &Server) {
     let io2 = io.clone();
     io.on_connection(move |socket| {
         tracing::info!(id = %socket.id(), "user connected");
@@ -105,27 +85,4 @@ fn install(io: &Server) {
             tracing::info!(id = %socket.id(), %reason, "user disconnected");
         });
     });
-}
-
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let args = Args::parse();
-    let io = Server::new(ServerConfig::default())?;
-    install(&io);
-    let listener = bind(([127, 0, 0, 1], args.port).into(), 4096)?;
-    tracing::info!(addr = %listener.local_addr()?, "chat listening");
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-    });
-    serve(listener, io.engine(), ServeConfig::default(), shutdown).await;
-    Ok(())
 }
