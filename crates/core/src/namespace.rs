@@ -34,6 +34,27 @@ pub(crate) struct Handlers {
     pub(crate) server_side: RwLock<HashMap<String, ServerSideHandler>>,
 }
 
+impl Handlers {
+    pub(crate) fn add_middleware<F, Fut>(&self, middleware: F)
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        if let Ok(mut m) = self.middlewares.write() {
+            m.push(Arc::new(move |s| Box::pin(middleware(s))));
+        }
+    }
+
+    pub(crate) fn add_connection<F>(&self, handler: F)
+    where
+        F: Fn(&SocketRef) + Send + Sync + 'static,
+    {
+        if let Ok(mut h) = self.connection.write() {
+            h.push(Arc::new(handler));
+        }
+    }
+}
+
 const SHARDS: usize = 16;
 
 pub(crate) struct Shared {
@@ -114,9 +135,7 @@ impl Namespace {
         F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
-        if let Ok(mut m) = self.handlers.middlewares.write() {
-            m.push(Arc::new(move |s| Box::pin(middleware(s))));
-        }
+        self.handlers.add_middleware(middleware);
     }
 
     /// Registers a connection handler: it runs for each new socket before the client learns
@@ -125,9 +144,7 @@ impl Namespace {
     where
         F: Fn(&SocketRef) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.handlers.connection.write() {
-            h.push(Arc::new(handler));
-        }
+        self.handlers.add_connection(handler);
     }
 
     /// Registers a listener for events other nodes send with `server_side_emit`. The second

@@ -83,9 +83,7 @@ impl DynamicNamespace {
         F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
-        if let Ok(mut m) = self.handlers.middlewares.write() {
-            m.push(Arc::new(move |s| Box::pin(middleware(s))));
-        }
+        self.handlers.add_middleware(middleware);
     }
 
     /// Adds a connection handler to every matching namespace.
@@ -93,9 +91,7 @@ impl DynamicNamespace {
     where
         F: Fn(&SocketRef) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.handlers.connection.write() {
-            h.push(Arc::new(handler));
-        }
+        self.handlers.add_connection(handler);
     }
 }
 
