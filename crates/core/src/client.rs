@@ -198,6 +198,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
     let socket = Socket::new(ns.clone(), conn.clone(), auth);
     if let Err(err) = ns.run_middlewares(&socket).await {
+        socket.leave_all();
         metrics
             .connect_errors
             .get_or_create(&[("reason", "middleware")])
@@ -205,6 +206,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         return reply(conn, &Packet::connect_error(&nsp, &err.message, err.data));
     }
     if conn.is_closed() {
+        socket.leave_all();
         return;
     }
     if let Ok(mut sockets) = conn.data.sockets.lock() {
@@ -215,8 +217,10 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     socket.connect_now();
     metrics.sockets.inc();
     metrics.connects.inc();
-    reply(conn, &Packet::connect_ok(&nsp, socket.id().as_str()));
     // Packets of this connection are handled one at a time, so no event from the client can
-    // be dispatched before the handlers below are installed.
+    // be dispatched before the handlers below are installed; and until the CONNECT reply is
+    // queued, whatever is sent to the socket (by the handlers or by broadcasts elsewhere)
+    // waits behind it.
     ns.run_connection_handlers(&socket);
+    socket.flush_connect(encode(&Packet::connect_ok(&nsp, socket.id().as_str())));
 }

@@ -167,6 +167,10 @@ pub struct Socket {
     disconnect: RwLock<Vec<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, AckTarget>>,
     connected: AtomicBool,
+    /// Until the CONNECT reply is queued, packets for this socket wait here, so a client
+    /// never sees anything of the namespace before it knows it is connected.
+    buffering: AtomicBool,
+    buffered: Mutex<Vec<(Outgoing, bool)>>,
 }
 
 impl std::fmt::Debug for Socket {
@@ -213,6 +217,8 @@ impl Socket {
             disconnect: RwLock::new(Vec::new()),
             acks: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
+            buffering: AtomicBool::new(true),
+            buffered: Mutex::new(Vec::new()),
         })
     }
 
@@ -423,6 +429,30 @@ impl Socket {
         self.join(Room::from(self.id));
     }
 
+    /// Queues the CONNECT reply, then everything emitted to the socket meanwhile, in order.
+    pub(crate) fn flush_connect(&self, reply: Outgoing) {
+        let Ok(mut buffered) = self.buffered.lock() else {
+            return;
+        };
+        let _ = self.conn.send(reply);
+        for (item, volatile) in buffered.drain(..) {
+            let _ = self.raw_send(item, volatile);
+        }
+        self.buffering.store(false, Ordering::Release);
+    }
+
+    /// Leaves every room (a refused connection must not leave members behind).
+    pub(crate) fn leave_all(&self) {
+        let rooms: Vec<Room> = self
+            .rooms
+            .lock()
+            .map(|mut r| r.drain().collect())
+            .unwrap_or_default();
+        for room in &rooms {
+            self.ns.room_remove(room, &self.id);
+        }
+    }
+
     /// Removes the socket from its namespace and client; runs the disconnect handlers.
     pub(crate) fn leave_namespace(self: &Arc<Self>, reason: DisconnectReason, notify: bool) {
         if !self.connected.swap(false, Ordering::AcqRel) {
@@ -443,14 +473,7 @@ impl Socket {
         for h in disconnecting {
             h(self, reason);
         }
-        let rooms: Vec<Room> = self
-            .rooms
-            .lock()
-            .map(|mut r| r.drain().collect())
-            .unwrap_or_default();
-        for room in &rooms {
-            self.ns.room_remove(room, &self.id);
-        }
+        self.leave_all();
         self.ns.remove_socket(&self.id);
         self.conn.data.remove(self.ns.name(), &self.id);
         if let Ok(mut acks) = self.acks.lock() {
@@ -559,12 +582,7 @@ impl Socket {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        let result = if volatile {
-            self.conn.send_volatile(item)
-        } else {
-            self.conn.send(item)
-        };
-        match result {
+        match self.enqueue(item, volatile) {
             Ok(()) | Err(SendError::Dropped) => Ok(()),
             Err(SendError::Closed) => Err(EmitError::Disconnected),
             Err(SendError::SlowConsumer) => Err(EmitError::SlowConsumer),
@@ -576,7 +594,23 @@ impl Socket {
     }
 
     fn write(&self, packet: &Packet, volatile: bool) -> Result<(), SendError> {
-        let item = crate::client::encode(packet);
+        self.enqueue(crate::client::encode(packet), volatile)
+    }
+
+    /// The one path to the connection's queue: buffered until the CONNECT reply is out.
+    fn enqueue(&self, item: Outgoing, volatile: bool) -> Result<(), SendError> {
+        if self.buffering.load(Ordering::Acquire) {
+            if let Ok(mut buffered) = self.buffered.lock() {
+                if self.buffering.load(Ordering::Acquire) {
+                    buffered.push((item, volatile));
+                    return Ok(());
+                }
+            }
+        }
+        self.raw_send(item, volatile)
+    }
+
+    fn raw_send(&self, item: Outgoing, volatile: bool) -> Result<(), SendError> {
         if volatile {
             self.conn.send_volatile(item)
         } else {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use switchboard_protocol::EioPacket;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -207,7 +207,13 @@ async fn reader<H: Handler>(
                     .on_message(socket, Incoming::Binary(data))
                     .await;
             }
-            Some(Ok(Message::Close(_))) | None => socket.close(CloseReason::TransportClose),
+            Some(Ok(Message::Close(_)))
+            | None
+            | Some(Err(
+                WsError::ConnectionClosed
+                | WsError::AlreadyClosed
+                | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+            )) => socket.close(CloseReason::TransportClose),
             Some(Ok(_)) => {}
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                 inner
