@@ -62,7 +62,7 @@ impl Handshake {
             .unwrap_or(0);
         serde_json::json!({
             "headers": headers,
-            "time": httpdate(self.time),
+            "time": epoch_seconds(self.time),
             "address": self.address.map(|a| a.ip().to_string()).unwrap_or_default(),
             "xdomain": self.headers.contains_key(http::header::ORIGIN),
             "secure": false,
@@ -74,7 +74,8 @@ impl Handshake {
     }
 }
 
-fn httpdate(t: SystemTime) -> String {
+/// Seconds since the epoch, as text. Node sends a Date string here (see the closing notes).
+fn epoch_seconds(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

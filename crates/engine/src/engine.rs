@@ -275,7 +275,7 @@ impl<H: Handler> Inner<H> {
     }
 }
 
-fn request_info<B>(req: &Request<B>) -> RequestInfo {
+pub(crate) fn request_info<B>(req: &Request<B>) -> RequestInfo {
     RequestInfo {
         headers: req.headers().clone(),
         uri: req.uri().clone(),
@@ -285,10 +285,6 @@ fn request_info<B>(req: &Request<B>) -> RequestInfo {
             .map(|a| a.0),
         time: std::time::SystemTime::now(),
     }
-}
-
-pub(crate) fn request_info_of<B>(req: &Request<B>) -> RequestInfo {
-    request_info(req)
 }
 
 /// Runs for the whole life of a session: pings, waits for pongs, and on close notifies the

@@ -1,7 +1,7 @@
 //! The WebSocket transport: a reader task and a writer task per connection, and the upgrade
 //! from long-polling (`2probe` / `3probe` / `5`).
 
-use crate::engine::{request_info_of, Engine, Inner};
+use crate::engine::{request_info, Engine, Inner};
 use crate::error::CloseReason;
 use crate::handler::{Handler, Incoming};
 use crate::http_util::{self, Body};
@@ -70,7 +70,7 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
         return Err(BadUpgrade);
     }
     let accept = derive_accept_key(key.as_bytes());
-    let info = request_info_of(&req);
+    let info = request_info(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {

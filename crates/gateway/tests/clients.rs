@@ -7,6 +7,7 @@
 //! Overrides (optional): `SWITCHBOARD_BIN` (gateway executable, default: the cargo-built `switchboard`),
 //! `SWITCHBOARD_NODE` (default `node`), `SWITCHBOARD_PYTHON` (default `python3`).
 
+mod support;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::parse_addr;
 
 /// How long a script may run before the harness kills it (the scripts have their own ~15 s limit).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(40);
@@ -54,39 +56,6 @@ fn tail(text: &str, max_lines: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(max_lines);
     lines[start..].join("\n")
-}
-
-/// Removes ANSI escape sequences (`ESC [ ... letter`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c2 in chars.by_ref() {
-                    if c2.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Extracts the `addr=HOST:PORT` value from a log line that contains `marker`.
-fn parse_addr(line: &str, marker: &str) -> Option<SocketAddr> {
-    let line = strip_ansi(line);
-    if !line.contains(marker) {
-        return None;
-    }
-    line.split_whitespace()
-        .filter_map(|tok| tok.strip_prefix("addr="))
-        .map(|v| v.trim_matches(|c: char| c == '"' || c == ',' || c == '}' || c == '{'))
-        .find_map(|v| v.parse().ok())
 }
 
 /// Spawns a thread that copies `reader` line by line into `log` and hands every line to `tx`.

@@ -5,12 +5,14 @@
 //! Clients are blocking (std `TcpStream` + `tungstenite`) with read timeouts, so every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+use support::parse_addr;
 
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
@@ -33,37 +35,6 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c2 in chars.by_ref() {
-                    if c2.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn parse_addr(line: &str, marker: &str) -> Option<SocketAddr> {
-    let line = strip_ansi(line);
-    if !line.contains(marker) {
-        return None;
-    }
-    line.split_whitespace()
-        .filter_map(|tok| tok.strip_prefix("addr="))
-        .map(|v| v.trim_matches(|c: char| c == '"' || c == ',' || c == '}' || c == '{'))
-        .find_map(|v| v.parse().ok())
 }
 
 impl Gateway {
