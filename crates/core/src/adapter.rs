@@ -58,18 +58,36 @@ pub struct AckResponses {
     pub expected: usize,
     /// True when the timeout passed before every reply arrived.
     pub timed_out: bool,
+    /// Which nodes did not report in time, when known (cluster adapters).
+    pub missing_nodes: Option<String>,
+}
+
+/// What a cluster request had collected when it timed out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Partial {
+    /// Nothing to return.
+    #[default]
+    None,
+    /// Sockets from the nodes (this one included) that answered.
+    Sockets(Vec<SocketInfo>),
+    /// Rooms from the nodes (this one included) that answered.
+    Rooms(Vec<Room>),
+    /// Replies that arrived.
+    Acks(AckResponses),
 }
 
 /// A cluster operation that failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AdapterError {
-    /// Some nodes did not answer in time; the result holds what arrived.
+    /// Some nodes did not answer in time; `partial` holds what arrived.
     #[error("timeout reached: {missing} node(s) did not answer ({nodes}); check those nodes and the bus")]
     Timeout {
         /// Number of nodes that did not answer.
         missing: usize,
-        /// Their ids, comma separated.
+        /// What is known of them: ids of nodes seen recently that did not answer.
         nodes: String,
+        /// What arrived before the timeout.
+        partial: Box<Partial>,
     },
     /// The bus (e.g. Redis) is unreachable; retry later or check its address.
     #[error("adapter unavailable: {0}; check the bus connection")]
@@ -213,6 +231,14 @@ impl LocalAdapter {
         self.with(|ns| ns.rooms.all()).unwrap_or_default()
     }
 
+    /// True when `id` is the id of a socket connected to this node.
+    pub fn has_socket(&self, id: &str) -> bool {
+        let Some(sid) = switchboard_engine::Sid::parse(id) else {
+            return false;
+        };
+        self.with(|ns| ns.socket(&sid).is_some()).unwrap_or(false)
+    }
+
     /// True when `room` has a local member.
     pub fn has_room(&self, room: &str) -> bool {
         self.with(|ns| ns.rooms.contains(room)).unwrap_or(false)
@@ -255,6 +281,7 @@ pub async fn collect_acks(
         responses: Vec::with_capacity(expected),
         expected,
         timed_out: false,
+        missing_nodes: None,
     };
     let deadline = tokio::time::Instant::now() + timeout;
     while out.responses.len() < expected {

@@ -39,7 +39,7 @@ mod socket;
 
 pub use adapter::{
     collect_acks, AckResponses, Adapter, AdapterError, AdapterFactory, BroadcastFlags,
-    BroadcastOptions, EventPacket, InMemoryAdapter, InMemoryAdapterFactory, LocalAdapter,
+    BroadcastOptions, EventPacket, InMemoryAdapter, InMemoryAdapterFactory, LocalAdapter, Partial,
 };
 pub use client::{Client, SocketIoHandler};
 pub use config::ServerConfig;

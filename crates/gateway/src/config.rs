@@ -63,6 +63,24 @@ pub struct Args {
     /// Seconds to drain connections on SIGTERM before exiting.
     #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     pub drain_timeout_secs: u64,
+    /// Redis URL (`redis://[:password@]host:port[/db]`): joins the cluster on that Redis.
+    /// Unset: a single node.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Redis wire: `classic` (Node's createAdapter, works with @socket.io/redis-emitter) or
+    /// `sharded` (Node's createShardedAdapter, SPUBLISH/SSUBSCRIBE, Redis >= 7).
+    #[arg(long, env = "SWITCHBOARD_ADAPTER_MODE", default_value = "classic")]
+    pub adapter_mode: String,
+    /// This node's id in the cluster (must differ between nodes). Default: random.
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Channel prefix on Redis (Node's `key`), shared by every node of the cluster.
+    #[arg(long, env = "SWITCHBOARD_REDIS_KEY", default_value = "socket.io")]
+    pub redis_key: String,
+    /// Milliseconds a cluster request (fetch sockets, all rooms, server-side acks) waits for
+    /// the other nodes.
+    #[arg(long, env = "SWITCHBOARD_REQUESTS_TIMEOUT_MS", default_value_t = 5_000)]
+    pub requests_timeout_ms: u64,
 }
 
 /// Relay limits.
@@ -95,6 +113,8 @@ pub struct Config {
     pub relay: RelayLimits,
     /// Drain deadline.
     pub drain_timeout: Duration,
+    /// Redis adapter settings; `None` for a single node.
+    pub redis: Option<switchboard_redis::RedisAdapterConfig>,
 }
 
 impl Args {
@@ -149,6 +169,50 @@ impl Args {
         }
         .validate()
         .map_err(|e| format!("{e}: adjust --max-payload / --max-queue-bytes"))?;
+        let mode: switchboard_redis::Mode = self
+            .adapter_mode
+            .parse()
+            .map_err(|e| format!("--adapter-mode: {e}"))?;
+        let redis = match self.redis_url {
+            None => {
+                if self.node_id.is_some() {
+                    return Err(
+                        "--node-id needs --redis-url: a node id only matters in a cluster".into(),
+                    );
+                }
+                None
+            }
+            Some(url) => {
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+unix://")
+                    || url.starts_with("unix://"))
+                {
+                    return Err(format!(
+                        "--redis-url {url:?}: use redis://host:port (or rediss://, unix://)"
+                    ));
+                }
+                if let Some(id) = &self.node_id {
+                    if id.is_empty() || id.contains('#') || id.len() > 64 {
+                        return Err(format!(
+                            "--node-id {id:?}: use 1 to 64 characters without '#'"
+                        ));
+                    }
+                }
+                if self.redis_key.is_empty() || self.redis_key.contains('#') {
+                    return Err("--redis-key must be non-empty and without '#'".into());
+                }
+                if self.requests_timeout_ms == 0 {
+                    return Err("--requests-timeout-ms must be above 0".into());
+                }
+                let mut r = switchboard_redis::RedisAdapterConfig::new(url);
+                r.mode = mode;
+                r.node_id = self.node_id;
+                r.key = self.redis_key;
+                r.requests_timeout = Duration::from_millis(self.requests_timeout_ms);
+                Some(r)
+            }
+        };
         Ok(Config {
             listen: self.listen,
             admin_listen: self.admin_listen,
@@ -166,6 +230,7 @@ impl Args {
                 max_room_name: self.max_room_name,
             },
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            redis,
         })
     }
 }

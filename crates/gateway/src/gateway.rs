@@ -9,12 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard::engine::{self, ServeConfig};
 use switchboard::Server;
+use switchboard_redis::RedisAdapterFactory;
 use tokio_util::sync::CancellationToken;
 
 /// Connections closed per batch while draining.
 const DRAIN_BATCH: usize = 500;
 /// Pause between drain batches.
 const DRAIN_PAUSE: Duration = Duration::from_millis(20);
+
+/// `url` without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
 
 /// A running gateway node.
 pub struct Gateway {
@@ -26,8 +37,22 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the node from a validated config.
     pub fn new(config: Config) -> Result<Self, String> {
-        let io = Server::new(config.server.clone()).map_err(|e| e.to_string())?;
         let mut registry = Registry::default();
+        let io = match &config.redis {
+            None => Server::new(config.server.clone()).map_err(|e| e.to_string())?,
+            Some(redis) => {
+                let factory = RedisAdapterFactory::new(redis.clone())?;
+                factory.metrics().register(&mut registry);
+                tracing::info!(
+                    url = %redact(&redis.url),
+                    mode = ?redis.mode,
+                    node_id = factory.node_id(),
+                    "cluster mode: Redis adapter (not ready until Redis answers)"
+                );
+                Server::with_adapter(config.server.clone(), Arc::new(factory))
+                    .map_err(|e| e.to_string())?
+            }
+        };
         io.register_metrics(&mut registry);
         let relay_metrics = Arc::new(RelayMetrics::default());
         relay_metrics.register(&mut registry);

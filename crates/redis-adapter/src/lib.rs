@@ -1,0 +1,207 @@
+//! Redis pub/sub adapter for Switchboard.
+//!
+//! Speaks the wire of Node's `@socket.io/redis-adapter` 8, in its classic form (`PUBLISH` and
+//! `PSUBSCRIBE`, also what `@socket.io/redis-emitter` 5 sends) or its sharded form
+//! (`createShardedAdapter`: `SPUBLISH`/`SSUBSCRIBE`, Redis ≥ 7), so Switchboard nodes, Node.js
+//! Socket.IO servers and emitter backends can share one Redis.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use switchboard_redis::{RedisAdapterConfig, RedisAdapterFactory};
+//!
+//! let redis = RedisAdapterFactory::new(RedisAdapterConfig::new("redis://127.0.0.1:6379"))?;
+//! let io = switchboard::Server::with_adapter(Default::default(), Arc::new(redis.clone()))?;
+//! io.to("room1").emit("hello", "world")?; // reaches room1 on every node
+//! # Ok(()) }
+//! ```
+
+mod bus;
+mod classic;
+mod cluster;
+pub mod codec;
+mod metrics;
+mod sharded;
+
+pub use metrics::{LossReason, RedisMetrics};
+
+use cluster::RedisAdapter;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::{Adapter, AdapterFactory, LocalAdapter};
+
+/// Which of Node's two Redis wires to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// `createAdapter`: `PUBLISH`/`PSUBSCRIBE`; interoperates with `@socket.io/redis-emitter`.
+    #[default]
+    Classic,
+    /// `createShardedAdapter` (dynamic subscription mode): `SPUBLISH`/`SSUBSCRIBE`, Redis ≥ 7.
+    Sharded,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classic" => Ok(Self::Classic),
+            "sharded" => Ok(Self::Sharded),
+            other => Err(format!(
+                "unknown adapter mode {other:?}: use \"classic\" or \"sharded\""
+            )),
+        }
+    }
+}
+
+/// Settings of the Redis adapter.
+#[derive(Debug, Clone)]
+pub struct RedisAdapterConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Wire format.
+    pub mode: Mode,
+    /// This node's id on the wire (the adapter `uid`); must differ between nodes. Default:
+    /// random, 6 URL-safe characters (classic) or 16 hex digits (sharded), as Node's.
+    pub node_id: Option<String>,
+    /// Channel prefix (Node's `key` / `channelPrefix`), default `socket.io`.
+    pub key: String,
+    /// How long a request to the other nodes waits for their replies (Node's
+    /// `requestsTimeout`), default 5 s.
+    pub requests_timeout: Duration,
+    /// How long Redis may take to acknowledge a publish before the messages are counted lost
+    /// and the connection replaced, default 2 s.
+    pub publish_timeout: Duration,
+    /// Connection (and subscription command) timeout, default 2 s.
+    pub connect_timeout: Duration,
+    /// Interval of the liveness probe; three intervals without its echo force a
+    /// resubscription. Default 2 s.
+    pub probe_interval: Duration,
+    /// Longest wait between reconnection attempts, default 5 s.
+    pub max_backoff: Duration,
+    /// Messages that may wait for the publishing connection before new ones are dropped
+    /// (and counted), default 65 536.
+    pub publish_queue: usize,
+    /// Classic wire: send replies to the requester's own response channel (Node's
+    /// `publishOnSpecificResponseChannel`), default false as in Node.
+    pub publish_on_specific_response_channel: bool,
+}
+
+impl RedisAdapterConfig {
+    /// Defaults, with `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            mode: Mode::Classic,
+            node_id: None,
+            key: "socket.io".into(),
+            requests_timeout: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            probe_interval: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(5),
+            publish_queue: 65_536,
+            publish_on_specific_response_channel: false,
+        }
+    }
+}
+
+/// Creates the Redis adapter of each namespace; all namespaces share one pair of connections.
+#[derive(Clone)]
+pub struct RedisAdapterFactory {
+    bus: Arc<bus::Bus>,
+}
+
+impl std::fmt::Debug for RedisAdapterFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAdapterFactory")
+            .field("url", &self.bus.shared.config.url)
+            .field("mode", &self.bus.shared.config.mode)
+            .field("node_id", &self.bus.shared.uid)
+            .finish()
+    }
+}
+
+impl RedisAdapterFactory {
+    /// Starts connecting to Redis in the background; the node reports not ready until both
+    /// connections are up. Fails only on an invalid configuration. Call inside a tokio
+    /// runtime.
+    pub fn new(config: RedisAdapterConfig) -> Result<Self, String> {
+        if config.key.is_empty() {
+            return Err("the channel prefix (key) must not be empty".into());
+        }
+        if let Some(id) = &config.node_id {
+            if id.is_empty() || id.contains('#') {
+                return Err(format!(
+                    "invalid node id {id:?}: use a non-empty id without '#'"
+                ));
+            }
+        }
+        let uid = config.node_id.clone().unwrap_or_else(|| match config.mode {
+            Mode::Classic => cluster::uid2(6),
+            Mode::Sharded => cluster::hex_id(8),
+        });
+        Ok(Self {
+            bus: bus::Bus::start(config, uid)?,
+        })
+    }
+
+    /// This node's id on the wire.
+    pub fn node_id(&self) -> &str {
+        &self.bus.shared.uid
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RedisAdapterConfig {
+        &self.bus.shared.config
+    }
+
+    /// True while both connections are up and subscribed.
+    pub fn is_ready(&self) -> bool {
+        self.bus.is_ready()
+    }
+
+    /// Waits until the node is ready, at most `timeout`; returns whether it is.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// The adapter's metrics.
+    pub fn metrics(&self) -> &Arc<RedisMetrics> {
+        &self.bus.shared.metrics
+    }
+}
+
+impl AdapterFactory for RedisAdapterFactory {
+    fn create(&self, local: LocalAdapter) -> Arc<dyn Adapter> {
+        let shared = &self.bus.shared;
+        let cfg = &shared.config;
+        let nsp = local.namespace().to_owned();
+        match cfg.mode {
+            Mode::Classic => Arc::new(RedisAdapter::start(
+                classic::Classic::new(
+                    &cfg.key,
+                    &nsp,
+                    &shared.uid,
+                    cfg.publish_on_specific_response_channel,
+                ),
+                local,
+                self.bus.clone(),
+                || cluster::uid2(6),
+            )),
+            Mode::Sharded => Arc::new(RedisAdapter::start(
+                sharded::Sharded::new(&cfg.key, &nsp, &shared.uid, true),
+                local,
+                self.bus.clone(),
+                || cluster::hex_id(8),
+            )),
+        }
+    }
+}
