@@ -35,14 +35,25 @@ async fn three_nodes(mode: Mode) -> (RedisServer, [SbNode; 3], ClientDriver, [St
     let cc = c.connect("c", &n3.url(), "/").await;
     let d = c.connect("d", &n3.url(), "/").await;
     for name in ["a", "b", "c"] {
-        assert_eq!(c.emit_with_ack(name, "join", json!(["r"]), 5000).await, json!(["joined"]));
+        assert_eq!(
+            c.emit_with_ack(name, "join", json!(["r"]), 5000).await,
+            json!(["joined"])
+        );
     }
     (redis, [n1, n2, n3], c, [a, b, cc, d])
 }
 
 async fn broadcasts(mode: Mode) {
     let (_redis, [n1, n2, n3], c, [_a, b, _c, _d]) = three_nodes(mode).await;
-    assert_eq!(n1.io.of("/").adapter().expect("adapter").server_count().await, 3);
+    assert_eq!(
+        n1.io
+            .of("/")
+            .adapter()
+            .expect("adapter")
+            .server_count()
+            .await,
+        3
+    );
 
     // io.to(room) reaches members on every node exactly once, and no one else.
     n1.io.to("r").emit("m", json!(1)).expect("emit");
@@ -51,7 +62,11 @@ async fn broadcasts(mode: Mode) {
     }
     tokio::time::sleep(SETTLE).await;
     for name in ["a", "b", "c"] {
-        assert_eq!(count_named(&c, name, "m").await, 1, "{name} must get m exactly once");
+        assert_eq!(
+            count_named(&c, name, "m").await,
+            1,
+            "{name} must get m exactly once"
+        );
     }
     assert_eq!(count_named(&c, "d", "m").await, 0, "d is not in r");
 
@@ -63,23 +78,41 @@ async fn broadcasts(mode: Mode) {
 
     // except: c also joins x; to(r).except(x) leaves c out.
     c.emit_with_ack("c", "join", json!(["x"]), 5000).await;
-    n3.io.to("r").except("x").emit("ex", json!(true)).expect("emit");
+    n3.io
+        .to("r")
+        .except("x")
+        .emit("ex", json!(true))
+        .expect("emit");
     c.wait("a", "ex", 1, 5000).await;
     c.wait("b", "ex", 1, 5000).await;
     tokio::time::sleep(SETTLE).await;
-    assert_eq!(count_named(&c, "c", "ex").await, 0, "c is in the excepted room");
+    assert_eq!(
+        count_named(&c, "c", "ex").await,
+        0,
+        "c is in the excepted room"
+    );
     assert_eq!(count_named(&c, "d", "ex").await, 0);
 
     // Several rooms: the union, each socket once.
-    n1.io.to(vec!["r", "x"]).emit("union", json!(0)).expect("emit");
+    n1.io
+        .to(vec!["r", "x"])
+        .emit("union", json!(0))
+        .expect("emit");
     for name in ["a", "b", "c"] {
         c.wait(name, "union", 1, 5000).await;
     }
     tokio::time::sleep(SETTLE).await;
-    assert_eq!(count_named(&c, "c", "union").await, 1, "c is in both rooms, gets it once");
+    assert_eq!(
+        count_named(&c, "c", "union").await,
+        1,
+        "c is in both rooms, gets it once"
+    );
 
     // A socket id is a room too: reaching b (on node 2) from node 3.
-    n3.io.to(b.as_str()).emit("direct", json!("hi b")).expect("emit");
+    n3.io
+        .to(b.as_str())
+        .emit("direct", json!("hi b"))
+        .expect("emit");
     let got = c.wait("b", "direct", 1, 5000).await;
     assert_eq!(got[0]["args"], json!(["hi b"]));
 
@@ -88,7 +121,11 @@ async fn broadcasts(mode: Mode) {
     c.wait("b", "shout", 1, 5000).await;
     c.wait("c", "shout", 1, 5000).await;
     tokio::time::sleep(SETTLE).await;
-    assert_eq!(count_named(&c, "a", "shout").await, 0, "the sender is excluded");
+    assert_eq!(
+        count_named(&c, "a", "shout").await,
+        0,
+        "the sender is excluded"
+    );
 
     // Binary arguments cross Redis as msgpack bin and reach clients as binary.
     let payload = Payload::new().arg(&"bin").binary(vec![1u8, 2, 3, 250]);
@@ -96,7 +133,11 @@ async fn broadcasts(mode: Mode) {
     for name in ["a", "b", "c"] {
         let got = c.wait(name, "bin", 1, 5000).await;
         assert_eq!(got[0]["args"][0], json!("bin"));
-        assert_eq!(unbin(&got[0]["args"][1]), Some(vec![1, 2, 3, 250]), "{name}: {got:?}");
+        assert_eq!(
+            unbin(&got[0]["args"][1]),
+            Some(vec![1, 2, 3, 250]),
+            "{name}: {got:?}"
+        );
     }
 
     // A client's binary argument, relayed by the server, also arrives intact elsewhere.
@@ -117,14 +158,23 @@ async fn requests(mode: Mode) {
 
     // fetch_sockets from any node sees every node's sockets, with their data.
     let all = n2.io.fetch_sockets().await.expect("fetch");
-    assert_eq!(ids(&all), BTreeSet::from([a.clone(), b.clone(), cc.clone(), d.clone()]));
+    assert_eq!(
+        ids(&all),
+        BTreeSet::from([a.clone(), b.clone(), cc.clone(), d.clone()])
+    );
     let servers: BTreeSet<String> = all
         .iter()
         .map(|s| s.data["server"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(servers, BTreeSet::from(["sb-1".into(), "sb-2".into(), "sb-3".into()]));
+    assert_eq!(
+        servers,
+        BTreeSet::from(["sb-1".into(), "sb-2".into(), "sb-3".into()])
+    );
     let in_r = n1.io.in_("r").fetch_sockets().await.expect("fetch");
-    assert_eq!(ids(&in_r), BTreeSet::from([a.clone(), b.clone(), cc.clone()]));
+    assert_eq!(
+        ids(&in_r),
+        BTreeSet::from([a.clone(), b.clone(), cc.clone()])
+    );
     let rooms_of_c = in_r.iter().find(|s| s.id == cc).expect("c").rooms.clone();
     assert!(rooms_of_c.contains(&"r".to_owned()) && rooms_of_c.contains(&cc));
     assert!(all.iter().all(|s| s.handshake.get("headers").is_some()));
@@ -142,14 +192,18 @@ async fn requests(mode: Mode) {
 
     // sockets_join from node 3: every socket of r, on every node, joins r2.
     n3.io.in_("r").sockets_join("r2");
-    eventually("r2 has a, b and c on all nodes", Duration::from_secs(5), || async {
-        n1.io
-            .in_("r2")
-            .fetch_sockets()
-            .await
-            .map(|s| ids(&s) == BTreeSet::from([a.clone(), b.clone(), cc.clone()]))
-            .unwrap_or(false)
-    })
+    eventually(
+        "r2 has a, b and c on all nodes",
+        Duration::from_secs(5),
+        || async {
+            n1.io
+                .in_("r2")
+                .fetch_sockets()
+                .await
+                .map(|s| ids(&s) == BTreeSet::from([a.clone(), b.clone(), cc.clone()]))
+                .unwrap_or(false)
+        },
+    )
     .await;
     n1.io.to("r2").emit("in-r2", json!(1)).expect("emit");
     for name in ["a", "b", "c"] {
@@ -192,7 +246,10 @@ async fn requests(mode: Mode) {
         .iter()
         .map(|p| p.args[0].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(replies, BTreeSet::from(["pong-sb-2".into(), "pong-sb-3".into()]));
+    assert_eq!(
+        replies,
+        BTreeSet::from(["pong-sb-2".into(), "pong-sb-3".into()])
+    );
 
     // Broadcast with acknowledgement collects from clients on every node.
     let acks = n2
@@ -210,7 +267,12 @@ async fn requests(mode: Mode) {
         .collect();
     assert_eq!(
         replies,
-        BTreeSet::from(["ack-a".into(), "ack-b".into(), "ack-c".into(), "ack-d".into()])
+        BTreeSet::from([
+            "ack-a".into(),
+            "ack-b".into(),
+            "ack-c".into(),
+            "ack-d".into()
+        ])
     );
 
     // disconnect_sockets from node 1 reaches d on node 3.
@@ -219,7 +281,10 @@ async fn requests(mode: Mode) {
         !c.status("d").await.0
     })
     .await;
-    assert_eq!(c.status("d").await.1.as_deref(), Some("io server disconnect"));
+    assert_eq!(
+        c.status("d").await.1.as_deref(),
+        Some("io server disconnect")
+    );
     assert!(c.status("c").await.0, "c stays connected");
 
     // No node ever timed out above.
@@ -254,9 +319,11 @@ async fn sharded_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_subscribes_rooms_dynamically() {
     let (redis, [n1, _n2, _n3], c, _ids) = three_nodes(Mode::Sharded).await;
-    eventually("room r subscribed by three nodes", Duration::from_secs(5), || async {
-        redis.shard_numsub("socket.io#/#r#").await == 3
-    })
+    eventually(
+        "room r subscribed by three nodes",
+        Duration::from_secs(5),
+        || async { redis.shard_numsub("socket.io#/#r#").await == 3 },
+    )
     .await;
     assert_eq!(redis.shard_numsub("socket.io#/#").await, 3);
     c.emit_with_ack("a", "leave", json!(["r"]), 5000).await;
@@ -287,9 +354,17 @@ async fn silent_node_times_out_with_partial_result() {
     .await;
     let started = std::time::Instant::now();
     let err = n1.io.fetch_sockets().await.expect_err("node 3 is silent");
-    assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        started.elapsed()
+    );
     match err {
-        AdapterError::Timeout { missing, nodes, partial } => {
+        AdapterError::Timeout {
+            missing,
+            nodes,
+            partial,
+        } => {
             assert_eq!(missing, 1);
             assert!(nodes.contains("sb-3"), "{nodes}");
             let switchboard::Partial::Sockets(s) = *partial else {
@@ -307,7 +382,13 @@ async fn silent_node_times_out_with_partial_result() {
         .await
         .expect("emit");
     assert!(acks.timed_out);
-    assert!(acks.missing_nodes.as_deref().unwrap_or_default().contains("sb-3"), "{acks:?}");
+    assert!(
+        acks.missing_nodes
+            .as_deref()
+            .unwrap_or_default()
+            .contains("sb-3"),
+        "{acks:?}"
+    );
     let replies: Vec<Value> = acks.responses.iter().map(|p| p.args[0].clone()).collect();
     assert_eq!(replies.len(), 2, "a and b answered: {replies:?}");
 }
