@@ -60,8 +60,9 @@ pub(crate) struct Shared {
     pub(crate) config: RedisAdapterConfig,
     pub(crate) uid: String,
     pub(crate) metrics: Arc<RedisMetrics>,
-    client_pub: redis::Client,
-    client_sub: redis::Client,
+    /// RESP3 (Redis ≥ 6) for both connections: it carries subscriptions and the
+    /// disconnection notice on the same multiplexed connection type.
+    client: redis::Client,
     routes: RwLock<RouteMap>,
     sub_up: AtomicBool,
     pub_up: AtomicBool,
@@ -94,21 +95,18 @@ impl Bus {
             .as_str()
             .into_connection_info()
             .map_err(|e| format!("invalid Redis URL {:?}: {e}", config.url))?;
-        let client_pub = redis::Client::open(info.clone())
-            .map_err(|e| format!("invalid Redis URL {:?}: {e}", config.url))?;
         let resp3 = info
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client_sub = redis::Client::open(info.set_redis_settings(resp3))
+        let client = redis::Client::open(info.set_redis_settings(resp3))
             .map_err(|e| format!("invalid Redis URL {:?}: {e}", config.url))?;
         let probe_channel = format!("{}-probe#{}#", config.key, uid);
         let shared = Arc::new(Shared {
             config,
             uid,
             metrics: Arc::new(RedisMetrics::default()),
-            client_pub,
-            client_sub,
+            client,
             routes: RwLock::new(HashMap::new()),
             sub_up: AtomicBool::new(false),
             pub_up: AtomicBool::new(false),
@@ -265,13 +263,19 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
     let mut conn: Option<MultiplexedConnection> = None;
     let mut attempt = 0u32;
     let mut batch: Vec<PubCmd> = Vec::with_capacity(MAX_BATCH);
+    let mut closed = mpsc::unbounded_channel::<redis::PushInfo>().1;
     loop {
         if conn.is_none() {
+            // The push channel only carries the disconnection notice: it lets the node notice
+            // a dead connection at once instead of at the next failed publish.
+            let (dead_tx, rx_dead) = mpsc::unbounded_channel::<redis::PushInfo>();
+            closed = rx_dead;
             let cfg = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(shared.config.connect_timeout))
-                .set_response_timeout(Some(shared.config.publish_timeout));
+                .set_response_timeout(Some(shared.config.publish_timeout))
+                .set_push_sender(dead_tx);
             let connect = shared
-                .client_pub
+                .client
                 .get_multiplexed_async_connection_with_config(&cfg);
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -311,6 +315,14 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
         let Some(c) = conn.as_mut() else { continue };
         let first = tokio::select! {
             _ = cancel.cancelled() => return,
+            push = closed.recv() => {
+                if push.is_none_or(|p| p.kind == PushKind::Disconnection) {
+                    tracing::debug!("Redis publish connection closed");
+                    conn = None;
+                    shared.set_up(&shared.pub_up, false);
+                }
+                continue;
+            }
             cmd = rx.recv() => match cmd {
                 None => return,
                 Some(cmd) => cmd,
@@ -527,7 +539,7 @@ async fn session(
         .set_response_timeout(Some(cfg_timeout))
         .set_push_sender(push_tx);
     let connect = shared
-        .client_sub
+        .client
         .get_multiplexed_async_connection_with_config(&cfg);
     let mut c = tokio::select! {
         _ = cancel.cancelled() => return SessionEnd::Cancelled,
