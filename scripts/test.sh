@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole Switchboard test suite on a fresh Debian machine, installing what it needs
-# first: Node.js + npm (official socket.io-client, pinned by tests/clients/package-lock.json)
-# and python-socketio (pinned by tests/clients/requirements.txt).
+# first: Node.js + npm (official socket.io-client, and socket.io + @socket.io/redis-adapter +
+# @socket.io/redis-emitter for the mixed-cluster tests, pinned by tests/clients/package-lock.json),
+# python-socketio (pinned by tests/clients/requirements.txt) and redis-server.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,13 +19,19 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   as_root apt-get update -q
   as_root apt-get install -y -q nodejs npm
 fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  step "installing redis-server (apt-get; the cluster tests start their own on free ports)"
+  as_root apt-get update -q
+  as_root apt-get install -y -q redis-server
+  # Debian starts a system instance on 6379; the tests never use it.
+fi
 if ! command -v python3 >/dev/null 2>&1; then
   step "installing python3 and pip (apt-get)"
   as_root apt-get update -q
   as_root apt-get install -y -q python3 python3-pip
 fi
 
-step "installing the JavaScript client (npm ci in tests/clients)"
+step "installing the JavaScript packages (npm ci in tests/clients)"
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 
 step "installing the Python client (pip, pinned)"

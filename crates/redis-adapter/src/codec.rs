@@ -333,10 +333,14 @@ pub fn mp_encode(v: &Mp) -> Vec<u8> {
     out
 }
 
-/// Decodes one msgpack value (nesting bounded by rmpv's depth limit).
+/// Deepest nesting accepted from Redis, as serde_json's own limit for JSON: deeper input is
+/// refused rather than risking the stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// Decodes one msgpack value, refusing nesting deeper than [`MAX_DEPTH`].
 pub fn mp_decode(bytes: &[u8]) -> Result<Mp, rmpv::decode::Error> {
     let mut rd = bytes;
-    rmpv::decode::read_value(&mut rd)
+    rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
 }
 
 #[cfg(test)]
@@ -411,6 +415,14 @@ mod tests {
         );
         assert_eq!(room_from_mp(Mp::from(42)), Some(Room::from("42")));
         assert!(atts.is_empty());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        // 5000 nested one-element arrays: refused, not a stack overflow.
+        let mut deep = vec![0x91u8; 5000];
+        deep.push(0xc0);
+        assert!(mp_decode(&deep).is_err());
     }
 
     #[test]

@@ -190,3 +190,35 @@ async fn silent_subscription_is_detected_by_the_probe() {
     );
     assert!(n1.redis.metrics().subscribes.get() >= 2);
 }
+
+/// Garbage on the adapter's channels (from a buggy or hostile publisher) is dropped and
+/// counted; the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_redis_is_counted_and_harmless() {
+    support::require_js();
+    let redis = RedisServer::start().await;
+    let n1 = SbNode::start(&redis.url(), Mode::Classic, "sb-1").await;
+    let n2 = SbNode::start(&redis.url(), Mode::Classic, "sb-2").await;
+    let c = ClientDriver::spawn().await;
+    c.connect("a", &n1.url(), "/").await;
+    let garbage: [(&str, &str); 6] = [
+        ("socket.io#/#", "not msgpack"),
+        ("socket.io#/#", "\u{93}\u{a1}x"),
+        ("socket.io-request#/#", "{\"type\": \"seven\""),
+        ("socket.io-request#/#", "{\"type\": 5}"),
+        ("socket.io-response#/#", "{\"requestId\": 12"),
+        ("socket.io-request#/#", "\u{c1}"),
+    ];
+    for (channel, payload) in garbage {
+        redis.command(&["PUBLISH", channel, payload]).await;
+    }
+    eventually(
+        "every bad message is counted",
+        Duration::from_secs(5),
+        || async { n1.redis.metrics().decode_errors.get() >= 6 },
+    )
+    .await;
+    n2.io.emit("still", json!("fine")).expect("emit");
+    c.wait("a", "still", 1, 5000).await;
+    assert_eq!(n1.io.fetch_sockets().await.expect("fetch").len(), 1);
+}
