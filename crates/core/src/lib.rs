@@ -36,6 +36,7 @@ mod payload;
 mod room;
 mod server;
 mod socket;
+pub mod time;
 
 pub use adapter::{
     collect_acks, AckResponses, Adapter, AdapterError, AdapterFactory, BroadcastFlags,

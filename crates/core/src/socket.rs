@@ -62,7 +62,7 @@ impl Handshake {
             .unwrap_or(0);
         serde_json::json!({
             "headers": headers,
-            "time": epoch_seconds(self.time),
+            "time": crate::time::js_date_string(self.time),
             "address": self.address.map(|a| a.ip().to_string()).unwrap_or_default(),
             "xdomain": self.headers.contains_key(http::header::ORIGIN),
             "secure": false,
@@ -72,15 +72,6 @@ impl Handshake {
             "auth": self.auth,
         })
     }
-}
-
-/// Seconds since the epoch, as text. Node sends a Date string here (see the closing notes).
-fn epoch_seconds(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{secs}")
 }
 
 /// A socket as seen by `fetch_sockets`: its id, rooms, handshake and data, from any node.

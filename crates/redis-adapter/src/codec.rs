@@ -98,7 +98,10 @@ pub fn mp_to_json(value: Mp, attachments: &mut Vec<Bytes>) -> Option<Value> {
         Mp::Ext(EXT_ARRAY_BUFFER, data) if is_undefined_ext(&data) => return None,
         Mp::Ext(EXT_ARRAY_BUFFER, data) => binary(Bytes::from(data), attachments),
         Mp::Ext(EXT_TIMESTAMP, data) => match timestamp(&data) {
-            Some((secs, nanos)) => Value::String(iso8601(secs, nanos)),
+            // What a Node server would send its clients for a `Date` argument.
+            Some((secs, nanos)) => {
+                Value::String(switchboard::time::iso8601(secs, nanos / 1_000_000))
+            }
             None => Value::Null,
         },
         // notepack hands unknown extensions over as `[type, bytes]`.
@@ -143,30 +146,6 @@ fn timestamp(data: &[u8]) -> Option<(i64, u32)> {
         }
         _ => None,
     }
-}
-
-/// `Date.prototype.toISOString()` of a timestamp, which is what a Node server sends its
-/// clients for a `Date` argument.
-fn iso8601(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        nanos / 1_000_000
-    )
 }
 
 /// A room name from the wire: JavaScript allows numbers, which name the same room as their

@@ -139,6 +139,21 @@ async fn fetch_both_ways(js: &NodeServer, s1: &SbNode, ids: &[String; 3]) {
         .filter_map(|s| s["data"]["server"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(servers, set(["js", "sb-1", "sb-2"]));
+    // Switchboard's handshakes have Node's shape, `time` being a Date string as Node's.
+    for s in answer["sockets"].as_array().into_iter().flatten() {
+        let hs = &s["handshake"];
+        for key in [
+            "headers", "time", "address", "xdomain", "secure", "issued", "url", "query", "auth",
+        ] {
+            assert!(
+                hs.get(key).is_some(),
+                "handshake of {} lacks {key}: {hs}",
+                s["data"]["server"]
+            );
+        }
+        let time = hs["time"].as_str().unwrap_or_default();
+        assert!(time.contains(" GMT"), "time as Date text: {time}");
+    }
     let from_sb = s1.io.fetch_sockets().await.expect("fetch");
     assert_eq!(set(from_sb.iter().map(|s| s.id.clone())), all);
     let js_socket = from_sb
@@ -343,6 +358,13 @@ async fn classic_mixed_cluster() {
         },
     )
     .await;
+
+    // A RemoteSocket from Node's fetchSockets emits to a socket held by Switchboard.
+    js.request(
+        json!({"cmd": "remoteEmit", "socket_id": ids[2].clone(), "event": "just-you", "args": [1]}),
+    )
+    .await;
+    c.wait("c", "just-you", 1, 5000).await;
 
     join_leave_both_ways(&js, &s1, &s2, &ids).await;
     disconnect_both_ways(&c, &js, &s1, &ids).await;
