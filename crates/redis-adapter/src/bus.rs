@@ -56,6 +56,59 @@ enum SubCtl {
 
 type RouteMap = HashMap<(SubKind, String), Weak<dyn Route>>;
 
+/// Messages from Redis that may wait for the subscriber task; past that the node is not
+/// keeping up, and further messages are dropped and counted rather than piling up in memory.
+const RECEIVE_QUEUE: usize = 65_536;
+
+/// Where a connection delivers what Redis pushes: messages into a bounded queue, and the
+/// disconnection notice as a flag that can never be lost to a full queue.
+struct PushSink {
+    tx: mpsc::Sender<redis::PushInfo>,
+    dead: Arc<tokio::sync::Notify>,
+    metrics: Arc<RedisMetrics>,
+}
+
+impl PushSink {
+    fn new(
+        capacity: usize,
+        metrics: Arc<RedisMetrics>,
+    ) -> (
+        Self,
+        mpsc::Receiver<redis::PushInfo>,
+        Arc<tokio::sync::Notify>,
+    ) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let dead = Arc::new(tokio::sync::Notify::new());
+        (
+            Self {
+                tx,
+                dead: dead.clone(),
+                metrics,
+            },
+            rx,
+            dead,
+        )
+    }
+}
+
+impl redis::aio::AsyncPushSender for PushSink {
+    fn send(&self, info: redis::PushInfo) -> Result<(), redis::aio::SendError> {
+        if info.kind == PushKind::Disconnection {
+            // notify_one keeps a permit: the waiter sees it even if it is not waiting yet.
+            self.dead.notify_one();
+            return Ok(());
+        }
+        match self.tx.try_send(info) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.receive_dropped.inc();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(redis::aio::SendError),
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) config: RedisAdapterConfig,
     pub(crate) uid: String,
@@ -263,17 +316,20 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
     let mut conn: Option<MultiplexedConnection> = None;
     let mut attempt = 0u32;
     let mut batch: Vec<PubCmd> = Vec::with_capacity(MAX_BATCH);
-    let mut closed = mpsc::unbounded_channel::<redis::PushInfo>().1;
+    let mut closed = Arc::new(tokio::sync::Notify::new());
+    let mut _pushes: mpsc::Receiver<redis::PushInfo>;
     loop {
         if conn.is_none() {
             // The push channel only carries the disconnection notice: it lets the node notice
             // a dead connection at once instead of at the next failed publish.
-            let (dead_tx, rx_dead) = mpsc::unbounded_channel::<redis::PushInfo>();
-            closed = rx_dead;
+            let (sink, pushes, dead) = PushSink::new(1, m.clone());
+            closed = dead;
+            // Kept open so the sink stays usable until the disconnection notice.
+            _pushes = pushes;
             let cfg = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(shared.config.connect_timeout))
                 .set_response_timeout(Some(shared.config.publish_timeout))
-                .set_push_sender(dead_tx);
+                .set_push_sender(sink);
             let connect = shared
                 .client
                 .get_multiplexed_async_connection_with_config(&cfg);
@@ -315,12 +371,10 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
         let Some(c) = conn.as_mut() else { continue };
         let first = tokio::select! {
             _ = cancel.cancelled() => return,
-            push = closed.recv() => {
-                if push.is_none_or(|p| p.kind == PushKind::Disconnection) {
-                    tracing::debug!("Redis publish connection closed");
-                    conn = None;
-                    shared.set_up(&shared.pub_up, false);
-                }
+            _ = closed.notified() => {
+                tracing::debug!("Redis publish connection closed");
+                conn = None;
+                shared.set_up(&shared.pub_up, false);
                 continue;
             }
             cmd = rx.recv() => match cmd {
@@ -335,6 +389,7 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
                 Err(_) => break,
             }
         }
+        m.publish_queue.set(rx.len() as i64);
         let mut pipe = redis::pipe();
         let mut pending = 0u64;
         let mut broken = false;
@@ -533,11 +588,11 @@ async fn session(
     cancel: &CancellationToken,
 ) -> SessionEnd {
     let cfg_timeout = shared.config.connect_timeout;
-    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<redis::PushInfo>();
+    let (sink, mut push_rx, dead) = PushSink::new(RECEIVE_QUEUE, shared.metrics.clone());
     let cfg = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(cfg_timeout))
         .set_response_timeout(Some(cfg_timeout))
-        .set_push_sender(push_tx);
+        .set_push_sender(sink);
     let connect = shared
         .client
         .get_multiplexed_async_connection_with_config(&cfg);
@@ -591,14 +646,14 @@ async fn session(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return SessionEnd::Cancelled,
+            _ = dead.notified() => {
+                return SessionEnd::Failed { was_up: true, why: "connection closed by Redis".into() };
+            }
             push = push_rx.recv() => {
                 let Some(push) = push else {
                     return SessionEnd::Failed { was_up: true, why: "connection closed".into() };
                 };
                 match push.kind {
-                    PushKind::Disconnection => {
-                        return SessionEnd::Failed { was_up: true, why: "connection closed by Redis".into() };
-                    }
                     PushKind::Message => {
                         if let Some((ch, payload)) = two(&push.data) {
                             if ch == shared.probe_channel {

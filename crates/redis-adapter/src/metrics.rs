@@ -60,6 +60,10 @@ pub struct RedisMetrics {
     pub(crate) publish_failures: Family<ReasonLabel, Counter>,
     /// Messages received from Redis.
     pub received: Counter,
+    /// Messages from Redis dropped because this node could not process them fast enough.
+    pub receive_dropped: Counter,
+    /// Messages waiting for the publishing connection (sampled at each pipeline).
+    pub publish_queue: Gauge,
     /// Messages from Redis that could not be decoded (dropped, counted).
     pub decode_errors: Counter,
     /// Requests to other nodes that timed out, by operation.
