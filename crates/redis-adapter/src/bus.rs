@@ -467,12 +467,12 @@ async fn flush(
             m.published.inc_by(n);
             true
         }
-        Ok(Err(e)) => {
+        Ok(Err(e)) if !e.is_timeout() => {
             tracing::warn!(error = %e, messages = n, "publishing to Redis failed; messages lost, reconnecting");
             m.lost(LossReason::Error, n);
             false
         }
-        Err(_) => {
+        _ => {
             tracing::warn!(messages = n, timeout = ?shared.config.publish_timeout, "Redis did not acknowledge a publish in time; messages counted lost, reconnecting");
             m.lost(LossReason::Timeout, n);
             false

@@ -222,3 +222,91 @@ async fn garbage_on_redis_is_counted_and_harmless() {
     c.wait("a", "still", 1, 5000).await;
     assert_eq!(n1.io.fetch_sockets().await.expect("fetch").len(), 1);
 }
+
+/// Redis stops answering (SIGSTOP: connections stay open, nothing comes back). Publishes time
+/// out and are counted, the node keeps serving its own sockets and its requests end, and it
+/// heals once Redis answers again. (Node's classic adapter dies here on an unhandled timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_redis_is_counted_never_stalls() {
+    support::require_js();
+    let redis = RedisServer::start().await;
+    let info = redis.command(&["INFO", "server"]).await;
+    let pid: u32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process_id in INFO: {info}"));
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig} {pid}");
+    };
+    let mut cfg = RedisAdapterConfig::new(redis.url());
+    cfg.node_id = Some("sb-1".into());
+    cfg.publish_timeout = Duration::from_millis(500);
+    cfg.connect_timeout = Duration::from_millis(500);
+    cfg.requests_timeout = Duration::from_millis(500);
+    cfg.probe_interval = Duration::from_millis(300);
+    cfg.max_backoff = Duration::from_millis(300);
+    let n1 = SbNode::start_with(cfg, "sb-1").await;
+    let n2 = SbNode::start(&redis.url(), Mode::Classic, "sb-2").await;
+    let c = ClientDriver::spawn().await;
+    c.connect("a", &n1.url(), "/").await;
+    c.connect("b", &n2.url(), "/").await;
+    for name in ["a", "b"] {
+        c.emit_with_ack(name, "join", json!(["r"]), 5000).await;
+    }
+
+    signal("-STOP");
+    for i in 0..3 {
+        n1.io
+            .to("r")
+            .emit("frozen", json!(i))
+            .expect("emit never blocks");
+    }
+    c.wait("a", "frozen", 3, 5000).await;
+    eventually(
+        "the timed-out publish is counted",
+        Duration::from_secs(10),
+        || async { n1.redis.metrics().lost_count(LossReason::Timeout) >= 1 },
+    )
+    .await;
+    eventually(
+        "node 1 reports not ready",
+        Duration::from_secs(10),
+        || async { !n1.io.is_ready() },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let result = n1.io.fetch_sockets().await;
+    assert!(
+        result.is_err(),
+        "no cluster answer while Redis is frozen: {result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the request ended in {:?}",
+        started.elapsed()
+    );
+
+    signal("-CONT");
+    eventually(
+        "both nodes ready again",
+        Duration::from_secs(20),
+        || async { n1.io.is_ready() && n2.io.is_ready() },
+    )
+    .await;
+    let mut delivered = false;
+    for i in 0..40 {
+        n1.io.to("r").emit("thawed", json!(i)).expect("emit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !c.events_named("b", "thawed").await.is_empty() {
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "delivery resumes after Redis answers again");
+}
