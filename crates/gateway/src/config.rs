@@ -71,6 +71,14 @@ pub struct Args {
     /// `sharded` (Node's createShardedAdapter, SPUBLISH/SSUBSCRIBE, Redis >= 7).
     #[arg(long, env = "SWITCHBOARD_ADAPTER_MODE", default_value = "classic")]
     pub adapter_mode: String,
+    /// Sharded wire: which rooms get their own channel, `static`, `dynamic` or
+    /// `dynamic-private` (Node's subscriptionMode; the same on every node).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SHARDED_SUBSCRIPTION_MODE",
+        default_value = "dynamic"
+    )]
+    pub sharded_subscription_mode: String,
     /// This node's id in the cluster (must differ between nodes). Default: random.
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     pub node_id: Option<String>,
@@ -173,6 +181,10 @@ impl Args {
             .adapter_mode
             .parse()
             .map_err(|e| format!("--adapter-mode: {e}"))?;
+        let subscription_mode: switchboard_redis::SubscriptionMode = self
+            .sharded_subscription_mode
+            .parse()
+            .map_err(|e| format!("--sharded-subscription-mode: {e}"))?;
         let redis = match self.redis_url {
             None => {
                 if self.node_id.is_some() {
@@ -183,13 +195,15 @@ impl Args {
                 None
             }
             Some(url) => {
+                if url.starts_with("rediss://") {
+                    return Err("--redis-url: TLS (rediss://) is not built in; use redis:// on a private network or a TLS tunnel (e.g. stunnel) to Redis".into());
+                }
                 if !(url.starts_with("redis://")
-                    || url.starts_with("rediss://")
                     || url.starts_with("redis+unix://")
                     || url.starts_with("unix://"))
                 {
                     return Err(format!(
-                        "--redis-url {url:?}: use redis://host:port (or rediss://, unix://)"
+                        "--redis-url {url:?}: use redis://[:password@]host:port[/db] (or unix:///path/to/redis.sock)"
                     ));
                 }
                 if let Some(id) = &self.node_id {
@@ -207,6 +221,7 @@ impl Args {
                 }
                 let mut r = switchboard_redis::RedisAdapterConfig::new(url);
                 r.mode = mode;
+                r.subscription_mode = subscription_mode;
                 r.node_id = self.node_id;
                 r.key = self.redis_key;
                 r.requests_timeout = Duration::from_millis(self.requests_timeout_ms);

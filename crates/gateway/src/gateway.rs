@@ -17,16 +17,6 @@ const DRAIN_BATCH: usize = 500;
 /// Pause between drain batches.
 const DRAIN_PAUSE: Duration = Duration::from_millis(20);
 
-/// `url` without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// A running gateway node.
 pub struct Gateway {
     config: Config,
@@ -44,7 +34,7 @@ impl Gateway {
                 let factory = RedisAdapterFactory::new(redis.clone())?;
                 factory.metrics().register(&mut registry);
                 tracing::info!(
-                    url = %redact(&redis.url),
+                    url = %switchboard_redis::redact_url(&redis.url),
                     mode = ?redis.mode,
                     node_id = factory.node_id(),
                     "cluster mode: Redis adapter (not ready until Redis answers)"

@@ -42,6 +42,8 @@ enum PubCmd {
         channel: String,
         payload: Vec<u8>,
         shard: bool,
+        /// False for the liveness probe, which is not cluster traffic.
+        counted: bool,
     },
     Query {
         cmd: redis::Cmd,
@@ -122,6 +124,8 @@ pub(crate) struct Shared {
     health: Mutex<Health>,
     seen: Mutex<HashMap<String, Instant>>,
     probe_channel: String,
+    /// The URL without its password, for logs.
+    safe_url: String,
 }
 
 #[derive(Default)]
@@ -143,18 +147,24 @@ impl Bus {
     /// Opens the connections in the background (the node is not ready until they are up).
     /// Must be called inside a tokio runtime.
     pub(crate) fn start(config: RedisAdapterConfig, uid: String) -> Result<Arc<Bus>, String> {
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| format!("invalid Redis URL {:?}: {e}", config.url))?;
+        let info = config.url.as_str().into_connection_info().map_err(|e| {
+            format!(
+                "invalid Redis URL {:?}: {e}",
+                crate::redact_url(&config.url)
+            )
+        })?;
         let resp3 = info
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(resp3))
-            .map_err(|e| format!("invalid Redis URL {:?}: {e}", config.url))?;
+        let client = redis::Client::open(info.set_redis_settings(resp3)).map_err(|e| {
+            format!(
+                "invalid Redis URL {:?}: {e}",
+                crate::redact_url(&config.url)
+            )
+        })?;
         let probe_channel = format!("{}-probe#{}#", config.key, uid);
+        let safe_url = crate::redact_url(&config.url);
         let shared = Arc::new(Shared {
             config,
             uid,
@@ -166,6 +176,7 @@ impl Bus {
             health: Mutex::new(Health::default()),
             seen: Mutex::new(HashMap::new()),
             probe_channel,
+            safe_url,
         });
         let cancel = CancellationToken::new();
         let (pub_tx, pub_rx) = mpsc::channel(shared.config.publish_queue.max(1));
@@ -191,6 +202,7 @@ impl Bus {
             channel,
             payload,
             shard,
+            counted: true,
         }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -286,15 +298,15 @@ impl Shared {
             if let Some(since) = h.down_since.take() {
                 let secs = since.elapsed().as_secs_f64();
                 self.metrics.outage_seconds.inc_by(secs);
-                tracing::info!(url = %self.config.url, outage_secs = secs, "Redis connection restored; cluster traffic flows again");
+                tracing::info!(url = %self.safe_url, outage_secs = secs, "Redis connection restored; cluster traffic flows again");
             } else {
-                tracing::info!(url = %self.config.url, node = %self.uid, "connected to Redis");
+                tracing::info!(url = %self.safe_url, node = %self.uid, "connected to Redis");
             }
             h.ever_ready = true;
         } else if h.ever_ready {
             h.down_since = Some(Instant::now());
             self.metrics.outages.inc();
-            tracing::warn!(url = %self.config.url, "lost Redis: node not ready, cluster messages are being lost; reconnecting with backoff (check that Redis is running and reachable)");
+            tracing::warn!(url = %self.safe_url, "lost Redis: node not ready, cluster messages are being lost; reconnecting with backoff (check that Redis is running and reachable)");
         }
     }
 
@@ -344,9 +356,15 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
                     shared.set_up(&shared.pub_up, true);
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "Redis publish connection failed");
+                    if attempt % 10 == 0 {
+                        tracing::warn!(url = %shared.safe_url, error = %e, attempt, "cannot connect to Redis; retrying (check the address, the password, and that Redis is >= 6 for RESP3)");
+                    }
                 }
-                Err(_) => tracing::debug!("Redis publish connection timed out"),
+                Err(_) => {
+                    if attempt % 10 == 0 {
+                        tracing::warn!(url = %shared.safe_url, attempt, "connecting to Redis timed out; retrying (check that Redis is up and reachable)");
+                    }
+                }
             }
             if conn.is_none() {
                 shared.set_up(&shared.pub_up, false);
@@ -392,6 +410,7 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
         m.publish_queue.set(rx.len() as i64);
         let mut pipe = redis::pipe();
         let mut pending = 0u64;
+        let mut counted_n = 0u64;
         let mut broken = false;
         for cmd in batch.drain(..) {
             match cmd {
@@ -399,12 +418,14 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
                     channel,
                     payload,
                     shard,
+                    counted,
                 } => {
                     pipe.cmd(if shard { "SPUBLISH" } else { "PUBLISH" })
                         .arg(channel)
                         .arg(payload)
                         .ignore();
                     pending += 1;
+                    counted_n += u64::from(counted);
                 }
                 PubCmd::Query { cmd, reply } => {
                     if broken {
@@ -412,9 +433,10 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
                         continue;
                     }
                     if pending > 0 {
-                        broken = !flush(&shared, c, &pipe, pending).await;
+                        broken = !flush(&shared, c, &pipe, counted_n).await;
                         pipe = redis::pipe();
                         pending = 0;
+                        counted_n = 0;
                     }
                     if broken {
                         let _ = reply.send(Err("Redis connection lost".into()));
@@ -442,9 +464,9 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
         }
         if pending > 0 {
             if broken {
-                m.lost(LossReason::Disconnected, pending);
+                m.lost(LossReason::Disconnected, counted_n);
             } else {
-                broken = !flush(&shared, c, &pipe, pending).await;
+                broken = !flush(&shared, c, &pipe, counted_n).await;
             }
         }
         if broken {
@@ -454,7 +476,7 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
     }
 }
 
-/// Sends a pipeline of `n` publishes; false when the connection must be replaced.
+/// Sends a pipeline holding `n` counted publishes; false when the connection must be replaced.
 async fn flush(
     shared: &Shared,
     c: &mut MultiplexedConnection,
@@ -482,7 +504,7 @@ async fn flush(
 
 fn fail(m: &RedisMetrics, cmd: PubCmd, reason: LossReason, why: &str) {
     match cmd {
-        PubCmd::Publish { .. } => m.lost(reason, 1),
+        PubCmd::Publish { counted, .. } => m.lost(reason, u64::from(counted)),
         PubCmd::Query { reply, .. } => {
             let _ = reply.send(Err(why.to_owned()));
         }
@@ -523,8 +545,8 @@ async fn subscriber(
                 if was_up {
                     attempt = 0;
                     tracing::warn!(reason = %why, "Redis subscription lost; resubscribing");
-                } else {
-                    tracing::debug!(reason = %why, "Redis subscription attempt failed");
+                } else if attempt % 10 == 0 {
+                    tracing::warn!(reason = %why, attempt, "cannot subscribe on Redis; retrying (the sharded mode needs Redis >= 7)");
                 }
             }
         }
@@ -707,6 +729,7 @@ async fn session(
                     channel: shared.probe_channel.clone(),
                     payload: seq.to_string().into_bytes(),
                     shard: false,
+                    counted: false,
                 });
             }
         }

@@ -252,6 +252,11 @@ impl<W: Wire> Node<W> {
 
     /// How many nodes serve the namespace, this one included.
     async fn count(&self) -> Result<usize, AdapterError> {
+        if !self.bus.is_ready() {
+            return Err(AdapterError::Unavailable(
+                "not connected to Redis, so the other nodes cannot be reached".into(),
+            ));
+        }
         let v = self
             .bus
             .query(self.wire.server_count())
@@ -261,22 +266,28 @@ impl<W: Wire> Node<W> {
     }
 
     /// Names the nodes that did not answer: nodes heard from recently that are not among
-    /// `answered`, and how many others stayed silent without a known name.
-    fn missing(&self, answered: &HashSet<String>, missing: usize) -> String {
-        let named: Vec<String> = self
+    /// `answered`. When some replies carried no node id (Node.js servers on the classic wire),
+    /// the silent ones are only known to be among those candidates.
+    fn missing(&self, answered: &HashSet<String>, missing: usize, unsigned: usize) -> String {
+        let candidates: Vec<String> = self
             .bus
             .shared
             .known_nodes()
             .into_iter()
             .filter(|n| !answered.contains(n))
-            .take(missing)
             .collect();
-        let unnamed = missing.saturating_sub(named.len());
-        let mut parts = named;
+        const UNKNOWN: &str = "nodes that never sent a message with their id";
+        if unsigned > 0 {
+            return if candidates.is_empty() {
+                format!("{missing} of the {UNKNOWN}")
+            } else {
+                format!("{missing} among {}, or {UNKNOWN}", candidates.join(", "))
+            };
+        }
+        let mut parts: Vec<String> = candidates.into_iter().take(missing).collect();
+        let unnamed = missing.saturating_sub(parts.len());
         if unnamed > 0 {
-            parts.push(format!(
-                "{unnamed} unidentified (Node.js servers do not sign their replies)"
-            ));
+            parts.push(format!("{unnamed} of the {UNKNOWN}"));
         }
         parts.join(", ")
     }
@@ -294,12 +305,16 @@ impl<W: Wire> Node<W> {
         self.send(self.wire.request(&req));
         let mut got = Vec::with_capacity(expected);
         let mut answered = HashSet::new();
+        let mut unsigned = 0;
         let deadline = tokio::time::Instant::now() + timeout;
         while got.len() < expected {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(inc)) => {
-                    if let Some(uid) = inc.uid {
-                        answered.insert(uid);
+                    match inc.uid {
+                        Some(uid) => {
+                            answered.insert(uid);
+                        }
+                        None => unsigned += 1,
                     }
                     got.push(inc.reply);
                 }
@@ -309,7 +324,7 @@ impl<W: Wire> Node<W> {
         if got.len() < expected {
             self.bus.shared.metrics.request_timeout(op);
             let missing = expected - got.len();
-            let names = self.missing(&answered, missing);
+            let names = self.missing(&answered, missing, unsigned);
             return (got, Some((missing, names)));
         }
         (got, None)
@@ -492,6 +507,7 @@ impl<W: Wire> Node<W> {
         let want_servers = servers - 1;
         let mut reported = 0usize;
         let mut answered = HashSet::new();
+        let mut unsigned = 0;
         let mut local_open = local_count > 0;
         let deadline = tokio::time::Instant::now() + timeout;
         while reported < want_servers || out.responses.len() < out.expected {
@@ -504,8 +520,11 @@ impl<W: Wire> Node<W> {
                     Some(Incoming { uid, reply: Reply::Count { count, .. } }) => {
                         reported += 1;
                         out.expected += count;
-                        if let Some(uid) = uid {
-                            answered.insert(uid);
+                        match uid {
+                            Some(uid) => {
+                                answered.insert(uid);
+                            }
+                            None => unsigned += 1,
                         }
                     }
                     Some(Incoming { reply: Reply::Ack { value, .. }, .. }) => out.responses.push(value),
@@ -522,10 +541,13 @@ impl<W: Wire> Node<W> {
                     .shared
                     .metrics
                     .request_timeout("broadcast_with_ack");
-                out.missing_nodes = Some(self.missing(&answered, want_servers - reported));
+                out.missing_nodes =
+                    Some(self.missing(&answered, want_servers - reported, unsigned));
             }
         }
         if let Some(why) = unavailable {
+            // Whatever other nodes would have answered is unknown: the result is incomplete.
+            out.timed_out = true;
             out.missing_nodes = Some(why);
         }
         out

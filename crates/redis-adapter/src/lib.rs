@@ -30,13 +30,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard::{Adapter, AdapterFactory, LocalAdapter};
 
+/// `url` with its password hidden, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Which of Node's two Redis wires to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// `createAdapter`: `PUBLISH`/`PSUBSCRIBE`; interoperates with `@socket.io/redis-emitter`.
     #[default]
     Classic,
-    /// `createShardedAdapter` (dynamic subscription mode): `SPUBLISH`/`SSUBSCRIBE`, Redis ≥ 7.
+    /// `createShardedAdapter`: `SPUBLISH`/`SSUBSCRIBE`, Redis ≥ 7.
     Sharded,
 }
 
@@ -54,6 +64,35 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// Which rooms get their own channel on the sharded wire (Node's `subscriptionMode`); every
+/// node of a cluster must use the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscriptionMode {
+    /// Two channels per namespace; every broadcast goes to every node.
+    Static,
+    /// Plus one channel per room that is not a socket id, subscribed by the nodes that have
+    /// members in it (Node's default).
+    #[default]
+    Dynamic,
+    /// Plus one channel per room, socket-id rooms included.
+    DynamicPrivate,
+}
+
+impl std::str::FromStr for SubscriptionMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "static" => Ok(Self::Static),
+            "dynamic" => Ok(Self::Dynamic),
+            "dynamic-private" => Ok(Self::DynamicPrivate),
+            other => Err(format!(
+                "unknown subscription mode {other:?}: use \"static\", \"dynamic\" or \"dynamic-private\""
+            )),
+        }
+    }
+}
+
 /// Settings of the Redis adapter.
 #[derive(Debug, Clone)]
 pub struct RedisAdapterConfig {
@@ -61,6 +100,8 @@ pub struct RedisAdapterConfig {
     pub url: String,
     /// Wire format.
     pub mode: Mode,
+    /// Sharded wire: which rooms get their own channel.
+    pub subscription_mode: SubscriptionMode,
     /// This node's id on the wire (the adapter `uid`); must differ between nodes. Default:
     /// random, 6 URL-safe characters (classic) or 16 hex digits (sharded), as Node's.
     pub node_id: Option<String>,
@@ -93,6 +134,7 @@ impl RedisAdapterConfig {
         Self {
             url: url.into(),
             mode: Mode::Classic,
+            subscription_mode: SubscriptionMode::Dynamic,
             node_id: None,
             key: "socket.io".into(),
             requests_timeout: Duration::from_secs(5),
@@ -197,11 +239,35 @@ impl AdapterFactory for RedisAdapterFactory {
                 || cluster::uid2(6),
             )),
             Mode::Sharded => Arc::new(RedisAdapter::start(
-                sharded::Sharded::new(&cfg.key, &nsp, &shared.uid, true),
+                sharded::Sharded::new(&cfg.key, &nsp, &shared.uid, cfg.subscription_mode),
                 local,
                 self.bus.clone(),
                 || cluster::hex_id(8),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_and_modes_parse() {
+        assert_eq!(
+            redact_url("redis://:s3cret@10.0.0.1:6379/2"),
+            "redis://***@10.0.0.1:6379/2"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!("sharded".parse::<Mode>(), Ok(Mode::Sharded));
+        assert!("cluster".parse::<Mode>().is_err());
+        assert_eq!(
+            "dynamic-private".parse::<SubscriptionMode>(),
+            Ok(SubscriptionMode::DynamicPrivate)
+        );
+        assert!(RedisAdapterConfig::new("redis://x").node_id.is_none());
     }
 }

@@ -48,13 +48,13 @@ pub struct RedisMetrics {
     pub up: Gauge,
     /// Times the node lost Redis (subscription or publishing connection).
     pub outages: Counter,
-    /// Seconds spent without a working subscription, summed over closed outages.
+    /// Seconds spent not ready (either connection down), summed over ended outages.
     pub outage_seconds: Counter<f64, AtomicU64>,
     /// Subscription connections (re)established, the first one included.
     pub subscribes: Counter,
     /// Resubscriptions forced by a silent subscription (the liveness probe got no echo).
     pub probe_failures: Counter,
-    /// Messages published.
+    /// Messages published (liveness probes excluded).
     pub published: Counter,
     /// Messages that could not be published, by reason.
     pub(crate) publish_failures: Family<ReasonLabel, Counter>,
@@ -64,7 +64,8 @@ pub struct RedisMetrics {
     pub receive_dropped: Counter,
     /// Messages waiting for the publishing connection (sampled at each pipeline).
     pub publish_queue: Gauge,
-    /// Messages from Redis that could not be decoded (dropped, counted).
+    /// Messages from Redis that could not be decoded, and messages this node could not
+    /// encode (dropped, counted).
     pub decode_errors: Counter,
     /// Requests to other nodes that timed out, by operation.
     pub(crate) request_timeouts: Family<OpLabel, Counter>,
@@ -142,6 +143,16 @@ impl RedisMetrics {
             "received",
             "Messages received from Redis",
             self.received.clone(),
+        );
+        r.register(
+            "receive_dropped",
+            "Messages from Redis dropped because the node could not keep up",
+            self.receive_dropped.clone(),
+        );
+        r.register(
+            "publish_queue",
+            "Messages waiting for the publishing connection",
+            self.publish_queue.clone(),
         );
         r.register(
             "decode_errors",

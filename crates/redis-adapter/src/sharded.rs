@@ -28,8 +28,8 @@ mod kind {
     pub const BROADCAST_ACK: u64 = 12;
 }
 
-/// Room names of this length are taken for socket ids (Node's heuristic) and always travel on
-/// the main channel.
+/// Room names of this length (in UTF-16 code units, as JavaScript counts) are taken for socket
+/// ids in the dynamic mode (Node's heuristic) and travel on the main channel.
 const SOCKET_ID_LEN: usize = 20;
 
 /// Channel names and identity of one namespace on the sharded wire.
@@ -39,18 +39,18 @@ pub(crate) struct Sharded {
     main: String,
     own: String,
     prefix: String,
-    dynamic: bool,
+    mode: crate::SubscriptionMode,
 }
 
 impl Sharded {
-    pub(crate) fn new(key: &str, nsp: &str, uid: &str, dynamic: bool) -> Self {
+    pub(crate) fn new(key: &str, nsp: &str, uid: &str, mode: crate::SubscriptionMode) -> Self {
         Self {
             uid: uid.to_owned(),
             nsp: nsp.to_owned(),
             main: format!("{key}#{nsp}#"),
             own: format!("{key}#{nsp}#{uid}#"),
             prefix: format!("{key}#{nsp}#"),
-            dynamic,
+            mode,
         }
     }
 
@@ -73,9 +73,15 @@ impl Sharded {
         }
     }
 
+    /// The channel of `room`, in the modes that give rooms their own channel.
     fn room_channel_name(&self, room: &Room) -> Option<String> {
-        (self.dynamic && room.as_str().len() != SOCKET_ID_LEN)
-            .then(|| format!("{}{}#", self.prefix, room))
+        use crate::SubscriptionMode as M;
+        let own = match self.mode {
+            M::Static => false,
+            M::Dynamic => room.as_str().encode_utf16().count() != SOCKET_ID_LEN,
+            M::DynamicPrivate => true,
+        };
+        own.then(|| format!("{}{}#", self.prefix, room))
     }
 }
 

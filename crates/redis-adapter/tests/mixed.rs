@@ -402,3 +402,53 @@ async fn sharded_mixed_cluster() {
         );
     }
 }
+
+/// Node's other sharded subscription modes: with the same mode on every node, room and
+/// socket-id broadcasts cross in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_subscription_modes_interoperate() {
+    support::require_js();
+    for (flag, mode) in [
+        ("static", switchboard_redis::SubscriptionMode::Static),
+        (
+            "dynamic-private",
+            switchboard_redis::SubscriptionMode::DynamicPrivate,
+        ),
+    ] {
+        let redis = RedisServer::start().await;
+        let js = NodeServer::start_with(
+            &redis.url(),
+            "sharded",
+            "js",
+            &["--subscription-mode", flag],
+        )
+        .await;
+        let mut cfg = switchboard_redis::RedisAdapterConfig::new(redis.url());
+        cfg.mode = Mode::Sharded;
+        cfg.subscription_mode = mode;
+        cfg.node_id = Some("sb-1".into());
+        let s1 = SbNode::start_with(cfg, "sb-1").await;
+        let c = ClientDriver::spawn().await;
+        let a = c.connect("a", &js.url(), "/").await;
+        let b = c.connect("b", &s1.url(), "/").await;
+        for name in ["a", "b"] {
+            c.emit_with_ack(name, "join", json!(["r"]), 5000).await;
+        }
+        js.request(json!({"cmd": "emit", "rooms": ["r"], "event": "js-r", "args": [flag]}))
+            .await;
+        c.wait("b", "js-r", 1, 5000).await;
+        s1.io.to("r").emit("sb-r", json!(flag)).expect("emit");
+        c.wait("a", "sb-r", 1, 5000).await;
+        js.request(json!({"cmd": "emit", "rooms": [b.clone()], "event": "js-direct", "args": []}))
+            .await;
+        c.wait("b", "js-direct", 1, 5000).await;
+        s1.io
+            .to(a.as_str())
+            .emit("sb-direct", json!(null))
+            .expect("emit");
+        c.wait("a", "sb-direct", 1, 5000).await;
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(c.events_named("a", "js-r").await.len(), 1, "{flag}");
+        assert_eq!(c.events_named("b", "sb-r").await.len(), 1, "{flag}");
+    }
+}
