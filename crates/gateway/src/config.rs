@@ -249,3 +249,78 @@ impl Args {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut full = vec!["switchboard"];
+        full.extend_from_slice(args);
+        Args::try_parse_from(full)
+            .map_err(|e| e.to_string())?
+            .validate()
+    }
+
+    #[test]
+    fn cluster_flags_build_the_adapter_config() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://:pw@127.0.0.1:7000/1",
+            "--adapter-mode",
+            "sharded",
+            "--sharded-subscription-mode",
+            "static",
+            "--node-id",
+            "gw-1",
+            "--redis-key",
+            "chat",
+            "--requests-timeout-ms",
+            "1500",
+        ])
+        .expect("valid");
+        let r = c.redis.expect("cluster mode");
+        assert_eq!(r.mode, switchboard_redis::Mode::Sharded);
+        assert_eq!(
+            r.subscription_mode,
+            switchboard_redis::SubscriptionMode::Static
+        );
+        assert_eq!(r.node_id.as_deref(), Some("gw-1"));
+        assert_eq!(r.key, "chat");
+        assert_eq!(r.requests_timeout, Duration::from_millis(1500));
+        assert!(parse(&[]).expect("valid").redis.is_none());
+    }
+
+    #[test]
+    fn bad_cluster_flags_say_what_to_change() {
+        for (args, hint) in [
+            (&["--redis-url", "rediss://h:6380"][..], "TLS"),
+            (&["--redis-url", "http://h"][..], "redis://"),
+            (&["--node-id", "a"][..], "needs --redis-url"),
+            (
+                &["--redis-url", "redis://h", "--node-id", "a#b"][..],
+                "without '#'",
+            ),
+            (
+                &["--redis-url", "redis://h", "--adapter-mode", "cluster"][..],
+                "classic",
+            ),
+            (
+                &[
+                    "--redis-url",
+                    "redis://h",
+                    "--sharded-subscription-mode",
+                    "x",
+                ][..],
+                "dynamic-private",
+            ),
+            (
+                &["--redis-url", "redis://h", "--redis-key", ""][..],
+                "--redis-key",
+            ),
+        ] {
+            let err = parse(args).expect_err("invalid");
+            assert!(err.contains(hint), "{args:?}: {err}");
+        }
+    }
+}
