@@ -251,6 +251,7 @@ async fn frozen_redis_is_counted_never_stalls() {
     cfg.requests_timeout = Duration::from_millis(500);
     cfg.probe_interval = Duration::from_millis(300);
     cfg.max_backoff = Duration::from_millis(300);
+    cfg.publish_queue = 16;
     let n1 = SbNode::start_with(cfg, "sb-1").await;
     let n2 = SbNode::start(&redis.url(), Mode::Classic, "sb-2").await;
     let c = ClientDriver::spawn().await;
@@ -261,6 +262,18 @@ async fn frozen_redis_is_counted_never_stalls() {
     }
 
     signal("-STOP");
+    // A burst while Redis does not answer overflows the small publish queue: counted, dropped.
+    for i in 0..200 {
+        n1.io
+            .to("r")
+            .emit("burst", json!(i))
+            .expect("emit never blocks");
+    }
+    c.wait("a", "burst", 200, 5000).await;
+    assert!(
+        n1.redis.metrics().lost_count(LossReason::QueueFull) >= 1,
+        "a full publish queue drops and counts"
+    );
     for i in 0..3 {
         n1.io
             .to("r")

@@ -452,3 +452,41 @@ async fn sharded_subscription_modes_interoperate() {
         assert_eq!(c.events_named("b", "sb-r").await.len(), 1, "{flag}");
     }
 }
+
+/// `publishOnSpecificResponseChannel` on both sides: replies go to the requester's own channel
+/// and requests still complete in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_specific_response_channel() {
+    support::require_js();
+    let redis = RedisServer::start().await;
+    let js = NodeServer::start_with(
+        &redis.url(),
+        "classic",
+        "js",
+        &["--specific-response-channel"],
+    )
+    .await;
+    let mut cfg = switchboard_redis::RedisAdapterConfig::new(redis.url());
+    cfg.node_id = Some("sb-1".into());
+    cfg.publish_on_specific_response_channel = true;
+    let s1 = SbNode::start_with(cfg, "sb-1").await;
+    let c = ClientDriver::spawn().await;
+    let a = c.connect("a", &js.url(), "/").await;
+    let b = c.connect("b", &s1.url(), "/").await;
+    let answer = js.request(json!({"cmd": "fetchSockets"})).await;
+    assert_eq!(fetched_ids(&answer), set([a.clone(), b.clone()]));
+    let from_sb = s1.io.fetch_sockets().await.expect("fetch");
+    assert_eq!(set(from_sb.iter().map(|s| s.id.clone())), set([a, b]));
+    let acks = s1
+        .io
+        .timeout(Duration::from_secs(3))
+        .emit_with_ack("ask", json!(1))
+        .await
+        .expect("emit");
+    assert!(!acks.timed_out, "{acks:?}");
+    assert_eq!(acks.responses.len(), 2);
+    let answer = js
+        .request(json!({"cmd": "emitWithAck", "event": "ask", "args": [], "timeout_ms": 3000}))
+        .await;
+    assert_eq!(strings(&answer["responses"]), set(["ack-a", "ack-b"]));
+}
