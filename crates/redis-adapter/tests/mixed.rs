@@ -42,6 +42,17 @@ fn fetched_ids(answer: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+fn assert_decoded_everything(nodes: &[&SbNode]) {
+    for n in nodes {
+        assert_eq!(
+            n.redis.metrics().decode_errors.get(),
+            0,
+            "{} decoded everything",
+            n.name
+        );
+    }
+}
+
 /// Node server `js`, Switchboard nodes sb-1 and sb-2; clients a (js), b (sb-1), c (sb-2), all in r.
 async fn mixed(
     mode: Mode,
@@ -368,14 +379,7 @@ async fn classic_mixed_cluster() {
 
     join_leave_both_ways(&js, &s1, &s2, &ids).await;
     disconnect_both_ways(&c, &js, &s1, &ids).await;
-    for n in [&s1, &s2] {
-        assert_eq!(
-            n.redis.metrics().decode_errors.get(),
-            0,
-            "{} decoded everything",
-            n.name
-        );
-    }
+    assert_decoded_everything(&[&s1, &s2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,14 +397,7 @@ async fn sharded_mixed_cluster() {
     server_side_both_ways(&js, &s1, &s2).await;
     join_leave_both_ways(&js, &s1, &s2, &ids).await;
     disconnect_both_ways(&c, &js, &s1, &ids).await;
-    for n in [&s1, &s2] {
-        assert_eq!(
-            n.redis.metrics().decode_errors.get(),
-            0,
-            "{} decoded everything",
-            n.name
-        );
-    }
+    assert_decoded_everything(&[&s1, &s2]);
 }
 
 /// Node's other sharded subscription modes: with the same mode on every node, room and

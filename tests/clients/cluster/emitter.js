@@ -24,21 +24,7 @@ function usage(msg) {
   process.exit(2);
 }
 
-function isBinObject(v) {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) &&
-    Object.keys(v).length === 1 && typeof v.$bin === 'string';
-}
-
-function fromWire(v) {
-  if (Array.isArray(v)) return v.map(fromWire);
-  if (isBinObject(v)) return Buffer.from(v.$bin, 'base64');
-  if (v !== null && typeof v === 'object') {
-    const out = {};
-    for (const [k, val] of Object.entries(v)) out[k] = fromWire(val);
-    return out;
-  }
-  return v;
-}
+const { fromWire } = require('./wire');
 
 function parseArgs(argv) {
   let redis = null;

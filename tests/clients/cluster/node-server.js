@@ -74,48 +74,7 @@ function log(...parts) {
 
 // ---- binary convention ------------------------------------------------------------------------------------
 
-function isBinObject(v) {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) &&
-    Object.keys(v).length === 1 && typeof v.$bin === 'string';
-}
-
-function fromWire(v) {
-  if (Array.isArray(v)) return v.map(fromWire);
-  if (isBinObject(v)) return Buffer.from(v.$bin, 'base64');
-  if (v !== null && typeof v === 'object') {
-    const out = {};
-    for (const [k, val] of Object.entries(v)) out[k] = fromWire(val);
-    return out;
-  }
-  return v;
-}
-
-function toWire(v) {
-  if (v === undefined || typeof v === 'function') return null;
-  if (v instanceof ArrayBuffer) return { $bin: Buffer.from(v).toString('base64') };
-  if (ArrayBuffer.isView(v)) {
-    return { $bin: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
-  }
-  if (Array.isArray(v)) return v.map(toWire);
-  if (v instanceof Set) return [...v].map(toWire);
-  if (v instanceof Map) return Object.fromEntries([...v].map(([k, val]) => [String(k), toWire(val)]));
-  if (v !== null && typeof v === 'object') {
-    if (typeof v.toJSON === 'function') return toWire(v.toJSON());
-    const out = {};
-    for (const [k, val] of Object.entries(v)) {
-      if (val !== undefined && typeof val !== 'function') out[k] = toWire(val);
-    }
-    return out;
-  }
-  if (typeof v === 'bigint') return v.toString();
-  return v;
-}
-
-function errorMessage(err) {
-  if (err === undefined || err === null) return String(err);
-  if (typeof err === 'string') return err;
-  return err.message || String(err);
-}
+const { fromWire, toWire, errorMessage } = require('./wire');
 
 function withTimeout(promise, ms, what) {
   let t;
