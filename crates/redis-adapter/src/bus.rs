@@ -316,6 +316,45 @@ impl Shared {
     }
 }
 
+/// A queue a task drains while it waits to reconnect.
+trait Inbox<T> {
+    fn next(&mut self) -> impl std::future::Future<Output = Option<T>> + Send;
+}
+
+impl<T: Send> Inbox<T> for mpsc::Receiver<T> {
+    fn next(&mut self) -> impl std::future::Future<Output = Option<T>> + Send {
+        self.recv()
+    }
+}
+
+impl<T: Send> Inbox<T> for mpsc::UnboundedReceiver<T> {
+    fn next(&mut self) -> impl std::future::Future<Output = Option<T>> + Send {
+        self.recv()
+    }
+}
+
+/// Waits `d`, handing whatever arrives in `inbox` to `handle` meanwhile. False when the bus
+/// stops (cancelled, or the inbox closed).
+async fn pause<T, I: Inbox<T>>(
+    d: Duration,
+    inbox: &mut I,
+    cancel: &CancellationToken,
+    mut handle: impl FnMut(T),
+) -> bool {
+    let wait = tokio::time::sleep(d);
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = &mut wait => return true,
+            item = inbox.next() => match item {
+                None => return false,
+                Some(item) => handle(item),
+            },
+        }
+    }
+}
+
 fn backoff(attempt: u32, max: Duration) -> Duration {
     let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(8));
     let capped = base.min(max);
@@ -370,18 +409,13 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
                 shared.set_up(&shared.pub_up, false);
                 // While down, whatever is queued is lost (and counted) rather than delivered
                 // late and out of order.
-                let wait = tokio::time::sleep(backoff(attempt, shared.config.max_backoff));
-                tokio::pin!(wait);
+                let d = backoff(attempt, shared.config.max_backoff);
                 attempt = attempt.saturating_add(1);
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = &mut wait => break,
-                        cmd = rx.recv() => match cmd {
-                            None => return,
-                            Some(cmd) => fail(&m, cmd, LossReason::Disconnected, "Redis is unreachable"),
-                        },
-                    }
+                let drained = pause(d, &mut rx, &cancel, |cmd| {
+                    fail(&m, cmd, LossReason::Disconnected, "Redis is unreachable")
+                });
+                if !drained.await {
+                    return;
                 }
                 continue;
             }
@@ -550,18 +584,14 @@ async fn subscriber(
                 }
             }
         }
-        let wait = tokio::time::sleep(backoff(attempt, shared.config.max_backoff));
-        tokio::pin!(wait);
+        let d = backoff(attempt, shared.config.max_backoff);
         attempt = attempt.saturating_add(1);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = &mut wait => break,
-                c = ctl.recv() => match c {
-                    None => return,
-                    Some(c) => { desired.apply(&c); }
-                },
-            }
+        if !pause(d, &mut ctl, &cancel, |c| {
+            desired.apply(&c);
+        })
+        .await
+        {
+            return;
         }
     }
 }
