@@ -60,7 +60,7 @@ impl HttpHandler for Admin {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "text/plain",
-                        "adapter not ready\n".into(),
+                        "adapter not ready: the node cannot reach the cluster bus (Redis); see switchboard_redis_* metrics and the log\n".into(),
                     )
                 } else {
                     text(StatusCode::OK, "text/plain", "ready\n".into())

@@ -248,10 +248,18 @@ impl Relay {
                     let ok = !result.timed_out;
                     let merged = Payload::collect(result.responses);
                     let responses = merged.args.into_iter().next().unwrap_or(Value::Null);
-                    let body = if ok {
-                        json!({"ok": true, "responses": responses})
-                    } else {
-                        json!({"ok": false, "error": "timeout", "responses": responses})
+                    let body = match (ok, result.missing_nodes) {
+                        (true, _) => json!({"ok": true, "responses": responses}),
+                        (false, None) => {
+                            json!({"ok": false, "error": "timeout", "responses": responses})
+                        }
+                        // Cluster mode: which nodes did not report, or why none could.
+                        (false, Some(missing)) => json!({
+                            "ok": false,
+                            "error": "timeout",
+                            "responses": responses,
+                            "missing": missing,
+                        }),
                     };
                     (
                         Payload {

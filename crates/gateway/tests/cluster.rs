@@ -176,6 +176,21 @@ async fn gateways_cluster_through_redis_restart_and_node_loss() {
         .await;
     }
     assert_eq!(g1.metric("switchboard_redis_up").await, 0.0);
+    // A publish with acks cannot be complete: it says so, and why.
+    let ack = publish(
+        &c,
+        "a",
+        json!({"to": "r", "event": "ask", "data": 0, "timeout": 1000}),
+    )
+    .await;
+    assert_eq!(ack["ok"], json!(false), "{ack}");
+    assert!(
+        ack["missing"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Redis"),
+        "{ack}"
+    );
     assert_eq!(
         publish(&c, "a", json!({"to": "r", "event": "lost", "data": 0})).await["ok"],
         json!(true)

@@ -732,14 +732,26 @@ async fn session(
             }
             change = ctl.recv() => {
                 let Some(change) = change else { return SessionEnd::Cancelled };
-                if desired.apply(&change) {
-                    let (kind, ch, add) = match &change {
-                        SubCtl::Add(k, ch) => (*k, ch, true),
-                        SubCtl::Remove(k, ch) => (*k, ch, false),
-                    };
-                    if let Err(why) = send_sub(&mut c, verb(kind, add), &[ch.as_str()], cfg_timeout).await {
-                        return SessionEnd::Failed { was_up: true, why };
+                // Take every change waiting (a burst of room joins) and send them all at once:
+                // one round trip instead of one per room while messages wait.
+                let mut batch = vec![change];
+                while batch.len() < 1024 {
+                    match ctl.try_recv() {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
                     }
+                }
+                let sends = batch.iter().filter(|ch| desired.apply(ch)).map(|change| {
+                    let (kind, ch, add) = match change {
+                        SubCtl::Add(k, ch) => (*k, ch.clone(), true),
+                        SubCtl::Remove(k, ch) => (*k, ch.clone(), false),
+                    };
+                    let mut c = c.clone();
+                    async move { send_sub(&mut c, verb(kind, add), &[ch.as_str()], cfg_timeout).await }
+                });
+                let results = futures_util::future::join_all(sends.collect::<Vec<_>>()).await;
+                if let Some(Err(why)) = results.into_iter().find(Result::is_err) {
+                    return SessionEnd::Failed { was_up: true, why };
                 }
             }
             _ = probe.tick() => {

@@ -392,3 +392,30 @@ async fn silent_node_times_out_with_partial_result() {
     let replies: Vec<Value> = acks.responses.iter().map(|p| p.args[0].clone()).collect();
     assert_eq!(replies.len(), 2, "a and b answered: {replies:?}");
 }
+
+/// A burst of room joins (sharded: one channel each) is subscribed in one go, and every room
+/// is reachable from another node afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_room_burst() {
+    let (redis, [_n1, n2, _n3], c, _ids) = three_nodes(Mode::Sharded).await;
+    for i in 0..300 {
+        c.emit("d", "join", json!([format!("burst-{i}")])).await;
+    }
+    c.emit_with_ack("d", "join", json!(["burst-last"]), 5000)
+        .await;
+    for room in ["burst-0", "burst-150", "burst-299", "burst-last"] {
+        let channel = format!("socket.io#/#{room}#");
+        eventually(
+            &format!("{room} subscribed"),
+            Duration::from_secs(10),
+            || async { redis.shard_numsub(&channel).await == 1 },
+        )
+        .await;
+    }
+    n2.io
+        .to("burst-150")
+        .emit("burst", json!(150))
+        .expect("emit");
+    let got = c.wait("d", "burst", 1, 5000).await;
+    assert_eq!(got[0]["args"], json!([150]));
+}
