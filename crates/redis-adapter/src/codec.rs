@@ -402,6 +402,41 @@ mod tests {
         let mut deep = vec![0x91u8; 5000];
         deep.push(0xc0);
         assert!(mp_decode(&deep).is_err());
+        // Lengths that promise gigabytes are not allocated up front.
+        assert!(mp_decode(&[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(mp_decode(&[0xc6, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
+        assert!(mp_decode(&[0xc9, 0xff, 0xff, 0xff, 0xff, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // Deterministic pseudo-random inputs, biased towards msgpack container and ext markers.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let markers = [0x91u8, 0x93, 0x81, 0xdc, 0xde, 0xc4, 0xd4, 0xd6, 0xc7, 0xa3, 0xcb, 0xc0];
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 3 == 0 {
+                        markers[(r >> 8) as usize % markers.len()]
+                    } else {
+                        (r >> 16) as u8
+                    }
+                })
+                .collect();
+            if let Ok(v) = mp_decode(&bytes) {
+                let mut atts = Vec::new();
+                let _ = mp_to_json(v.clone(), &mut atts);
+                let _ = opts_from_mp(v);
+            }
+        }
     }
 
     #[test]
