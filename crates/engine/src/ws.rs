@@ -125,7 +125,12 @@ fn text_of(msg: Option<Result<Message, WsError>>) -> Option<String> {
 async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocket<H::Data>>) {
     let inner = engine.inner.clone();
     let deadline = Instant::now() + inner.config.upgrade_timeout;
-    if socket.transport() != TransportKind::Polling || socket.is_closed() {
+    // Already on WebSocket, closed, or another upgrade under way (possibly about to switch):
+    // refuse at once rather than wait for a probe that has no future.
+    if socket.transport() != TransportKind::Polling
+        || socket.is_closed()
+        || socket.upgrading.load(Ordering::Acquire)
+    {
         return close_ws(ws).await;
     }
     let first = tokio::time::timeout_at(deadline, ws.next())
