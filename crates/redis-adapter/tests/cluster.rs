@@ -55,12 +55,33 @@ async fn broadcasts(mode: Mode) {
         3
     );
 
-    // io.to(room) reaches members on every node exactly once, and no one else.
+    // io.to(room) reaches members on every node exactly once, and no one else: with one
+    // PUBLISH, whatever the number of recipients, decoded once by each other node.
+    let published = n1.redis.metrics().published.get();
+    let received = [
+        n2.redis.metrics().received.get(),
+        n3.redis.metrics().received.get(),
+    ];
     n1.io.to("r").emit("m", json!(1)).expect("emit");
     for name in ["a", "b", "c"] {
         c.wait(name, "m", 1, 5000).await;
     }
     tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        n1.redis.metrics().published.get() - published,
+        1,
+        "one PUBLISH"
+    );
+    assert_eq!(
+        n2.redis.metrics().received.get() - received[0],
+        1,
+        "node 2 got one message"
+    );
+    assert_eq!(
+        n3.redis.metrics().received.get() - received[1],
+        1,
+        "node 3 got one message"
+    );
     for name in ["a", "b", "c"] {
         assert_eq!(
             count_named(&c, name, "m").await,
