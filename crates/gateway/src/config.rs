@@ -91,6 +91,24 @@ pub struct Args {
     pub requests_timeout_ms: u64,
 }
 
+/// `SWITCHBOARD_*` variables in `vars` that no option reads (typos such as
+/// `SWITCHBOARD_REDIS_ULR` would otherwise pass silently).
+pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let cmd = Args::command();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let mut unknown: Vec<String> = vars
+        .into_iter()
+        .filter(|k| k.starts_with("SWITCHBOARD_") && !known.contains(k))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// Relay limits.
 #[derive(Debug, Clone)]
 pub struct RelayLimits {
@@ -155,13 +173,22 @@ impl Args {
         if self.max_rooms_per_socket == 0 || self.max_room_name == 0 {
             return Err("--max-rooms-per-socket and --max-room-name must be above 0".into());
         }
-        let cors = if self.cors_origin.is_empty() {
+        // Entries are trimmed, and empty ones (`SWITCHBOARD_CORS_ORIGIN=` from a compose file
+        // whose variable is unset) count as absent.
+        let cors_origin: Vec<String> = self
+            .cors_origin
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let cors = if cors_origin.is_empty() {
             None
-        } else if self.cors_origin.iter().any(|o| o == "*") {
+        } else if cors_origin.iter().any(|o| o == "*") {
             Some(CorsConfig::any())
         } else {
             Some(CorsConfig {
-                origin: AllowOrigin::List(self.cors_origin),
+                origin: AllowOrigin::List(cors_origin),
                 credentials: true,
                 max_age: None,
             })
@@ -185,9 +212,12 @@ impl Args {
             .sharded_subscription_mode
             .parse()
             .map_err(|e| format!("--sharded-subscription-mode: {e}"))?;
-        let redis = match self.redis_url {
+        // An empty value (a compose variable left unset) means "not set".
+        let node_id = self.node_id.filter(|v| !v.trim().is_empty());
+        let redis_url = self.redis_url.filter(|v| !v.trim().is_empty());
+        let redis = match redis_url {
             None => {
-                if self.node_id.is_some() {
+                if node_id.is_some() {
                     return Err(
                         "--node-id needs --redis-url: a node id only matters in a cluster".into(),
                     );
@@ -206,7 +236,7 @@ impl Args {
                         "--redis-url {url:?}: use redis://[:password@]host:port[/db] (or unix:///path/to/redis.sock)"
                     ));
                 }
-                if let Some(id) = &self.node_id {
+                if let Some(id) = &node_id {
                     if id.is_empty() || id.contains('#') || id.len() > 64 {
                         return Err(format!(
                             "--node-id {id:?}: use 1 to 64 characters without '#'"
@@ -222,7 +252,7 @@ impl Args {
                 let mut r = switchboard_redis::RedisAdapterConfig::new(url);
                 r.mode = mode;
                 r.subscription_mode = subscription_mode;
-                r.node_id = self.node_id;
+                r.node_id = node_id;
                 r.key = self.redis_key;
                 r.requests_timeout = Duration::from_millis(self.requests_timeout_ms);
                 Some(r)
@@ -289,6 +319,45 @@ mod tests {
         assert_eq!(r.key, "chat");
         assert_eq!(r.requests_timeout, Duration::from_millis(1500));
         assert!(parse(&[]).expect("valid").redis.is_none());
+    }
+
+    #[test]
+    fn empty_values_count_as_unset_and_origins_are_trimmed() {
+        let c = parse(&[
+            "--node-id",
+            "",
+            "--redis-url",
+            "",
+            "--cors-origin",
+            "https://a.com, https://b.com,",
+        ])
+        .expect("valid");
+        assert!(c.redis.is_none());
+        let cors = c.server.engine.cors.expect("cors on");
+        assert_eq!(
+            cors.origin,
+            AllowOrigin::List(vec!["https://a.com".into(), "https://b.com".into()])
+        );
+        assert!(parse(&["--cors-origin", ""])
+            .expect("valid")
+            .server
+            .engine
+            .cors
+            .is_none());
+    }
+
+    #[test]
+    fn unknown_switchboard_variables_are_reported() {
+        let vars = [
+            "SWITCHBOARD_REDIS_URL",
+            "SWITCHBOARD_REDIS_ULR",
+            "HOME",
+            "SWITCHBOARD_NODE_ID",
+        ];
+        assert_eq!(
+            unknown_env_vars(vars.iter().map(|s| s.to_string())),
+            vec!["SWITCHBOARD_REDIS_ULR".to_owned()]
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    for var in config::unknown_env_vars(std::env::vars().map(|(k, _)| k)) {
+        tracing::warn!(variable = %var, "unknown SWITCHBOARD_* variable ignored; `switchboard --help` lists the valid ones");
+    }
     let config = match config::Args::parse().validate() {
         Ok(c) => c,
         Err(err) => {

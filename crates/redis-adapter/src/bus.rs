@@ -395,12 +395,12 @@ async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<PubCmd>, cancel: 
                     shared.set_up(&shared.pub_up, true);
                 }
                 Ok(Err(e)) => {
-                    if attempt % 10 == 0 {
+                    if attempt.is_multiple_of(10) {
                         tracing::warn!(url = %shared.safe_url, error = %e, attempt, "cannot connect to Redis; retrying (check the address, the password, and that Redis is >= 6 for RESP3)");
                     }
                 }
                 Err(_) => {
-                    if attempt % 10 == 0 {
+                    if attempt.is_multiple_of(10) {
                         tracing::warn!(url = %shared.safe_url, attempt, "connecting to Redis timed out; retrying (check that Redis is up and reachable)");
                     }
                 }
@@ -579,7 +579,7 @@ async fn subscriber(
                 if was_up {
                     attempt = 0;
                     tracing::warn!(reason = %why, "Redis subscription lost; resubscribing");
-                } else if attempt % 10 == 0 {
+                } else if attempt.is_multiple_of(10) {
                     tracing::warn!(reason = %why, attempt, "cannot subscribe on Redis; retrying (the sharded mode needs Redis >= 7)");
                 }
             }

@@ -35,3 +35,29 @@ pub fn parse_addr(line: &str, marker: &str) -> Option<SocketAddr> {
         .map(|v| v.trim_matches(|c: char| c == '"' || c == ',' || c == '}' || c == '{'))
         .find_map(|v| v.parse().ok())
 }
+
+/// `GET path` on an admin listener (`/ready`, `/live`, `/metrics`) over a fresh connection:
+/// `(status, body)`, status 0 when the listener cannot be reached.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(admin).await else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        s.read_to_string(&mut out),
+    )
+    .await;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
