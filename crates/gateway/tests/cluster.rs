@@ -8,89 +8,27 @@ mod support;
 
 use cluster_support::{eventually, ClientDriver, RedisServer};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-struct Gw {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
+struct Gw(support::GatewayProcess);
 
 impl Gw {
     async fn start(redis_url: &str, node_id: &str) -> Gw {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--redis-url", redis_url, "--node-id", node_id])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the switchboard binary");
-        let log: Arc<Mutex<String>> = Arc::default();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let stderr = child.stderr.take().expect("stderr piped");
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let (mut addr, mut admin) = (None, None);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while addr.is_none() || admin.is_none() {
-            let line = tokio::time::timeout_at(deadline, rx.recv()).await;
-            let Ok(Some(line)) = line else {
-                panic!(
-                    "gateway {node_id} did not log its addresses:\n{}",
-                    log.lock().map(|l| l.clone()).unwrap_or_default()
-                );
-            };
-            addr = addr.or_else(|| support::parse_addr(&line, "socket.io listening"));
-            admin = admin.or_else(|| support::parse_addr(&line, "admin listening"));
-        }
-        Gw {
-            child,
-            addr: addr.expect("addr"),
-            admin: admin.expect("admin"),
-            log,
-        }
+            .env("RUST_LOG", "info");
+        Gw(support::GatewayProcess::spawn(cmd, &format!("gateway {node_id}")).await)
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.0.addr)
     }
 
     /// `GET path` on the admin listener: (status, body).
     async fn admin_get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = tokio::net::TcpStream::connect(self.admin).await else {
-            return (0, String::new());
-        };
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        if s.write_all(req.as_bytes()).await.is_err() {
-            return (0, String::new());
-        }
-        let mut out = String::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-        (status, body)
+        support::admin_get(self.0.admin, path).await
     }
 
     async fn ready(&self) -> u16 {
@@ -224,8 +162,8 @@ async fn gateways_cluster_through_redis_restart_and_node_loss() {
     );
 
     // A node dies: the others keep serving, and their requests stop waiting for it.
-    g3.child.start_kill().expect("kill gw-3");
-    let _ = g3.child.wait().await;
+    g3.0.child.start_kill().expect("kill gw-3");
+    let _ = g3.0.child.wait().await;
     let ack = publish(
         &c,
         "a",
@@ -236,7 +174,7 @@ async fn gateways_cluster_through_redis_restart_and_node_loss() {
     assert_eq!(ack["responses"], json!(["ack-b"]));
     assert_eq!(g1.ready().await, 200);
     assert_eq!(g2.ready().await, 200);
-    let log = g1.log.lock().map(|l| l.clone()).unwrap_or_default();
+    let log = g1.0.log();
     assert!(
         log.contains("lost Redis"),
         "the outage is logged with what to do:\n{log}"

@@ -24,10 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const COMPOSE_FILE: &str = "deploy/docker-compose.yml";
 const DOCKERFILE: &str = "deploy/Dockerfile";
@@ -1101,61 +1099,18 @@ fn the_checks_catch_broken_deployments() {
 // ---------------------------------------------------------------------------------------------
 
 /// One gateway process started with a service's environment.
-struct Node {
-    _child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
+struct Node(support::GatewayProcess);
 
 impl Node {
     /// Starts the gateway with exactly `env` and waits for its two listening addresses.
     async fn start(service: &str, env: &BTreeMap<String, String>) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the switchboard binary");
-        let log: Arc<Mutex<String>> = Arc::default();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let stderr = child.stderr.take().expect("stderr piped");
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let (mut addr, mut admin) = (None, None);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while addr.is_none() || admin.is_none() {
-            let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
-                panic!(
-                    "{service} (environment {env:?}) did not log its addresses (the test needs RUST_LOG at info):\n{}",
-                    log.lock().map(|l| l.clone()).unwrap_or_default()
-                );
-            };
-            addr = addr.or_else(|| support::parse_addr(&line, "socket.io listening"));
-            admin = admin.or_else(|| support::parse_addr(&line, "admin listening"));
-        }
-        Node {
-            _child: child,
-            addr: addr.expect("socket.io address"),
-            admin: admin.expect("admin address"),
-            log,
-        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.env_clear().envs(env);
+        Node(support::GatewayProcess::spawn(cmd, &format!("{service} (environment {env:?})")).await)
     }
 
     fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.0.log()
     }
 }
 
@@ -1199,11 +1154,11 @@ async fn compose_topology_runs_as_processes() {
         eventually(
             &format!("{} ready", g.service),
             Duration::from_secs(10),
-            || async { support::admin_get(n.admin, "/ready").await.0 == 200 },
+            || async { support::admin_get(n.0.admin, "/ready").await.0 == 200 },
         )
         .await;
         assert!(
-            healthcheck_passes(g, n.admin).await,
+            healthcheck_passes(g, n.0.admin).await,
             "{}: the compose healthcheck {:?} fails on a ready node",
             g.service,
             g.healthcheck
@@ -1211,7 +1166,7 @@ async fn compose_topology_runs_as_processes() {
     }
     // The healthcheck really reads the status: the Socket.IO listener has no /ready.
     assert!(
-        !healthcheck_passes(&topology.gateways[0], nodes[0].addr).await,
+        !healthcheck_passes(&topology.gateways[0], nodes[0].0.addr).await,
         "the compose healthcheck passes where /ready does not answer 200"
     );
 
@@ -1219,7 +1174,7 @@ async fn compose_topology_runs_as_processes() {
     let c = ClientDriver::spawn().await;
     let names = ["a", "b", "c"];
     for (name, n) in names.iter().zip(&nodes) {
-        c.connect(name, &format!("http://{}", n.addr), "/").await;
+        c.connect(name, &format!("http://{}", n.0.addr), "/").await;
         let ack = c.emit_with_ack(name, "join", json!(["r"]), 5000).await;
         assert_eq!(ack[0]["ok"], json!(true), "{name} join: {ack}");
     }

@@ -61,3 +61,67 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
 }
+
+/// A `switchboard` process whose stderr is collected and whose two listening addresses were
+/// read from its log.
+pub struct GatewayProcess {
+    /// The process (killed on drop).
+    pub child: tokio::process::Child,
+    /// Socket.IO listener.
+    pub addr: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl GatewayProcess {
+    /// Spawns `cmd` (the binary with its arguments and environment; it must log at info) and
+    /// waits up to 20 s for `socket.io listening addr=` and `admin listening addr=`.
+    pub async fn spawn(mut cmd: tokio::process::Command, label: &str) -> GatewayProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the switchboard binary");
+        let log: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let stderr = child.stderr.take().expect("stderr piped");
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let (mut addr, mut admin) = (None, None);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while addr.is_none() || admin.is_none() {
+            let Ok(Some(line)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                panic!(
+                    "{label} did not log its addresses (it needs RUST_LOG at info):\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            };
+            addr = addr.or_else(|| parse_addr(&line, "socket.io listening"));
+            admin = admin.or_else(|| parse_addr(&line, "admin listening"));
+        }
+        GatewayProcess {
+            child,
+            addr: addr.expect("socket.io address"),
+            admin: admin.expect("admin address"),
+            log,
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
