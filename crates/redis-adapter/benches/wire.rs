@@ -13,7 +13,7 @@ use std::hint::black_box;
 use switchboard::{BroadcastOptions, Room};
 use switchboard_protocol::socketio::placeholder;
 use switchboard_redis::codec::{
-    json_list_to_mp, mp_decode, mp_encode, mp_get, mp_to_json, opts_from_mp, opts_mp,
+    json_list_to_mp, mp_decode, mp_encode, mp_take, mp_to_json, opts_from_mp, opts_mp,
 };
 
 fn message(data: &[Value], attachments: &[Bytes], opts: &BroadcastOptions) -> Vec<u8> {
@@ -33,12 +33,11 @@ fn receive(bytes: &[u8]) -> (Value, Vec<Bytes>, BroadcastOptions) {
         panic!("not a broadcast")
     };
     let opts = opts_from_mp(parts.pop().unwrap_or(Mp::Nil));
-    let Some(Mp::Map(packet)) = parts.pop() else {
+    let Some(Mp::Map(mut packet)) = parts.pop() else {
         panic!("no packet")
     };
     let mut attachments = Vec::new();
-    let data = mp_get(&packet, "data")
-        .cloned()
+    let data = mp_take(&mut packet, "data")
         .and_then(|d| mp_to_json(d, &mut attachments))
         .unwrap_or(Value::Null);
     (data, attachments, opts)

@@ -6,7 +6,7 @@
 use crate::bus::SubKind;
 use crate::cluster::{Body, Inbound, Outbound, Reply, Request, Wire};
 use crate::codec::{
-    json_list_to_mp, json_to_mp, mp_decode, mp_encode, mp_get, mp_to_json, opts_from_json,
+    json_list_to_mp, json_to_mp, mp_decode, mp_encode, mp_get, mp_take, mp_to_json, opts_from_json,
     opts_from_mp, opts_json, opts_mp, room_from_json, rooms_json,
 };
 use rmpv::Value as Mp;
@@ -101,7 +101,7 @@ impl Classic {
         if uid.as_deref() == Some(self.uid.as_str()) {
             return Ok(None);
         }
-        let Mp::Map(packet) = packet else {
+        let Mp::Map(mut packet) = packet else {
             return Err("packet is not a map".into());
         };
         let nsp = mp_get(&packet, "nsp")
@@ -110,7 +110,7 @@ impl Classic {
         if nsp != self.nsp {
             return Ok(None);
         }
-        let Some(event) = event_from_mp(mp_get(&packet, "data").cloned()) else {
+        let Some(event) = event_from_mp(mp_take(&mut packet, "data")) else {
             return Err("packet has no event".into());
         };
         Ok(Some(Inbound {
@@ -177,7 +177,7 @@ impl Classic {
     }
 
     fn decode_mp_request(&self, payload: &[u8]) -> Result<Option<Inbound>, String> {
-        let Mp::Map(m) = mp_decode(payload).map_err(|e| e.to_string())? else {
+        let Mp::Map(mut m) = mp_decode(payload).map_err(|e| e.to_string())? else {
             return Err("request is not a map".into());
         };
         if mp_get(&m, "type").and_then(Mp::as_u64) != Some(kind::BROADCAST) {
@@ -188,15 +188,14 @@ impl Classic {
             .and_then(Mp::as_str)
             .ok_or("BROADCAST without requestId")?
             .to_owned();
-        let Some(Mp::Map(packet)) = mp_get(&m, "packet") else {
+        let Some(Mp::Map(mut packet)) = mp_take(&mut m, "packet") else {
             return Err("BROADCAST without packet".into());
         };
-        if mp_get(packet, "nsp").and_then(Mp::as_str).unwrap_or("/") != self.nsp {
+        if mp_get(&packet, "nsp").and_then(Mp::as_str).unwrap_or("/") != self.nsp {
             return Ok(None);
         }
-        let event =
-            event_from_mp(mp_get(packet, "data").cloned()).ok_or("BROADCAST without event")?;
-        let opts = opts_from_mp(mp_get(&m, "opts").cloned().unwrap_or(Mp::Nil));
+        let event = event_from_mp(mp_take(&mut packet, "data")).ok_or("BROADCAST without event")?;
+        let opts = opts_from_mp(mp_take(&mut m, "opts").unwrap_or(Mp::Nil));
         Ok(Some(Inbound {
             uid,
             body: Body::Request(Request::BroadcastAck {

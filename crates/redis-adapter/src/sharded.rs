@@ -89,14 +89,17 @@ fn packet_json(packet: &EventPacket) -> Value {
     json!({"type": 2, "data": packet.data})
 }
 
-fn event_from(data: &Value, attachments: &[Bytes]) -> Option<EventPacket> {
-    let list = data.get("packet")?.get("data")?.as_array()?;
+/// Takes `packet.data` out of a BROADCAST's `data` (no copy of the arguments).
+fn event_from(data: &mut Value, attachments: Vec<Bytes>) -> Option<EventPacket> {
+    let Value::Array(list) = data.get_mut("packet")?.get_mut("data")?.take() else {
+        return None;
+    };
     if !matches!(list.first(), Some(Value::String(_))) {
         return None;
     }
     Some(EventPacket {
-        data: list.clone(),
-        attachments: attachments.to_vec(),
+        data: list,
+        attachments,
     })
 }
 
@@ -213,7 +216,7 @@ impl Wire for Sharded {
         payload: &[u8],
     ) -> Result<Option<Inbound>, String> {
         let mut attachments = Vec::new();
-        let v: Value = if payload.first() == Some(&b'{') {
+        let mut v: Value = if payload.first() == Some(&b'{') {
             serde_json::from_slice(payload).map_err(|e| e.to_string())?
         } else {
             let mp = mp_decode(payload).map_err(|e| e.to_string())?;
@@ -230,7 +233,7 @@ impl Wire for Sharded {
             .get("type")
             .and_then(Value::as_u64)
             .ok_or("message without type")?;
-        let data = v.get("data").cloned().unwrap_or(Value::Null);
+        let mut data = v.get_mut("data").map(Value::take).unwrap_or(Value::Null);
         let id = || -> Result<String, String> {
             data.get("requestId")
                 .and_then(Value::as_str)
@@ -275,18 +278,16 @@ impl Wire for Sharded {
         } else {
             Body::Request(match t {
                 kind::BROADCAST => {
+                    let opts = opts();
+                    let request_id = data
+                        .get("requestId")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
                     let packet =
-                        event_from(&data, &attachments).ok_or("BROADCAST without event")?;
-                    match data.get("requestId").and_then(Value::as_str) {
-                        Some(id) => Request::BroadcastAck {
-                            id: id.to_owned(),
-                            packet,
-                            opts: opts(),
-                        },
-                        None => Request::Broadcast {
-                            packet,
-                            opts: opts(),
-                        },
+                        event_from(&mut data, attachments).ok_or("BROADCAST without event")?;
+                    match request_id {
+                        Some(id) => Request::BroadcastAck { id, packet, opts },
+                        None => Request::Broadcast { packet, opts },
                     }
                 }
                 kind::SOCKETS_JOIN => Request::Join {
