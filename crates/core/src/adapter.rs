@@ -141,10 +141,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// How many nodes serve this namespace, this one included.
     fn server_count(&self) -> BoxFuture<'static, usize>;
 
-    /// A room got its first local member (a sharded adapter subscribes to it here).
+    /// A room got its first local member (a sharded adapter subscribes to it here). Called
+    /// under the room's lock, so the calls for one room come in the order of its changes: it
+    /// must not block, and must not read the namespace's rooms.
     fn room_created(&self, _room: &Room) {}
 
-    /// A room lost its last local member.
+    /// A room lost its last local member (same calling rules as `room_created`).
     fn room_deleted(&self, _room: &Room) {}
 
     /// True when the adapter can currently reach every node (always true in memory).

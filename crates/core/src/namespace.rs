@@ -285,19 +285,19 @@ impl Namespace {
     }
 
     pub(crate) fn room_add(&self, room: &Room, sid: Sid) {
-        if self.rooms.add(room, sid) {
+        self.rooms.add(room, sid, || {
             if let Some(a) = self.adapter() {
                 a.room_created(room);
             }
-        }
+        });
     }
 
     pub(crate) fn room_remove(&self, room: &Room, sid: &Sid) {
-        if self.rooms.remove(room, sid) {
+        self.rooms.remove(room, sid, || {
             if let Some(a) = self.adapter() {
                 a.room_deleted(room);
             }
-        }
+        });
     }
 
     /// The local sockets `opts` addresses, each once.

@@ -103,30 +103,34 @@ impl RoomIndex {
         &self.shards[self.hasher.hash_one(room) as usize % SHARDS]
     }
 
-    /// Adds `sid` to `room`; true if the room was just created.
-    pub(crate) fn add(&self, room: &Room, sid: Sid) -> bool {
+    /// Adds `sid` to `room`; `created` runs if that created the room. It runs under the
+    /// room's lock, so the creations and deletions of one room are seen in the order they
+    /// happened; it must not block nor touch this index.
+    pub(crate) fn add(&self, room: &Room, sid: Sid, created: impl FnOnce()) {
         let Ok(mut shard) = self.shard(room.as_str()).write() else {
-            return false;
+            return;
         };
-        let created = !shard.contains_key(room.as_str());
+        let new = !shard.contains_key(room.as_str());
         shard.entry(room.clone()).or_default().insert(sid);
-        created
+        if new {
+            created();
+        }
     }
 
-    /// Removes `sid` from `room`; true if the room is now gone.
-    pub(crate) fn remove(&self, room: &Room, sid: &Sid) -> bool {
+    /// Removes `sid` from `room`; `deleted` runs (under the room's lock, as for
+    /// [`RoomIndex::add`]) if the room is now gone.
+    pub(crate) fn remove(&self, room: &Room, sid: &Sid, deleted: impl FnOnce()) {
         let Ok(mut shard) = self.shard(room.as_str()).write() else {
-            return false;
+            return;
         };
         let Some(members) = shard.get_mut(room.as_str()) else {
-            return false;
+            return;
         };
         members.remove(sid);
         if members.is_empty() {
             shard.remove(room.as_str());
-            return true;
+            deleted();
         }
-        false
     }
 
     /// Calls `f` with each member of `room`.

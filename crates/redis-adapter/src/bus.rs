@@ -56,7 +56,9 @@ enum SubCtl {
     Remove(SubKind, String),
 }
 
-type RouteMap = HashMap<(SubKind, String), Weak<dyn Route>>;
+/// Channel (or pattern) → its receiver, one map per kind so that a lookup borrows the channel
+/// name from the message instead of allocating a key.
+type RouteMap = [HashMap<String, Weak<dyn Route>>; 3];
 
 /// Messages from Redis that may wait for the subscriber task; past that the node is not
 /// keeping up, and further messages are dropped and counted rather than piling up in memory.
@@ -170,7 +172,7 @@ impl Bus {
             uid,
             metrics: Arc::new(RedisMetrics::default()),
             client,
-            routes: RwLock::new(HashMap::new()),
+            routes: RwLock::new(Default::default()),
             sub_up: AtomicBool::new(false),
             pub_up: AtomicBool::new(false),
             health: Mutex::new(Health::default()),
@@ -228,7 +230,7 @@ impl Bus {
     /// Subscribes `channel` and sends its messages to `route`.
     pub(crate) fn subscribe(&self, kind: SubKind, channel: String, route: Weak<dyn Route>) {
         if let Ok(mut routes) = self.shared.routes.write() {
-            routes.insert((kind, channel.clone()), route);
+            routes[kind as usize].insert(channel.clone(), route);
         }
         let _ = self.sub_tx.send(SubCtl::Add(kind, channel));
     }
@@ -236,7 +238,7 @@ impl Bus {
     /// Drops the subscription of `channel`.
     pub(crate) fn unsubscribe(&self, kind: SubKind, channel: String) {
         if let Ok(mut routes) = self.shared.routes.write() {
-            routes.remove(&(kind, channel.clone()));
+            routes[kind as usize].remove(&channel);
         }
         let _ = self.sub_tx.send(SubCtl::Remove(kind, channel));
     }
@@ -312,7 +314,7 @@ impl Shared {
 
     fn route(&self, kind: SubKind, key: &str) -> Option<Arc<dyn Route>> {
         let routes = self.routes.read().ok()?;
-        routes.get(&(kind, key.to_owned()))?.upgrade()
+        routes[kind as usize].get(key)?.upgrade()
     }
 }
 

@@ -786,11 +786,6 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
     }
 
     fn room_created(&self, room: &Room) {
-        // Hooks of concurrent joins and leaves may arrive out of order: act on the room's
-        // current state, not on the event.
-        if !self.0.local.has_room(room.as_str()) {
-            return;
-        }
         if let Some((kind, channel)) = self.0.wire.room_channel(room) {
             let route: Weak<dyn Route> = Arc::downgrade(&self.0) as Weak<dyn Route>;
             self.0.bus.subscribe(kind, channel, route);
@@ -798,9 +793,6 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
     }
 
     fn room_deleted(&self, room: &Room) {
-        if self.0.local.has_room(room.as_str()) {
-            return;
-        }
         if let Some((kind, channel)) = self.0.wire.room_channel(room) {
             self.0.bus.unsubscribe(kind, channel);
         }
