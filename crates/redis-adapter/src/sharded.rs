@@ -321,6 +321,19 @@ impl Wire for Sharded {
                 _ => return Ok(None),
             })
         };
+        // A reply goes to the requester's own channel: a request that wants one must say who
+        // sent it, or it is refused here (a decode error) rather than answered nowhere.
+        let wants_reply = matches!(
+            body,
+            Body::Request(
+                Request::BroadcastAck { .. }
+                    | Request::Fetch { .. }
+                    | Request::ServerSide { id: Some(_), .. }
+            )
+        );
+        if wants_reply && uid.is_none() {
+            return Err(format!("type {t} request without the sender's uid"));
+        }
         Ok(Some(Inbound { uid, body }))
     }
 

@@ -221,6 +221,20 @@ async fn garbage_on_redis_is_counted_and_harmless() {
     n2.io.emit("still", json!("fine")).expect("emit");
     c.wait("a", "still", 1, 5000).await;
     assert_eq!(n1.io.fetch_sockets().await.expect("fetch").len(), 1);
+
+    // Sharded: a request that wants a reply but does not say who sent it is refused.
+    let s1 = SbNode::start(&redis.url(), Mode::Sharded, "sb-s1").await;
+    let anonymous =
+        r#"{"type":7,"nsp":"/","data":{"requestId":"r1","opts":{"rooms":[],"except":[]}}}"#;
+    redis
+        .command(&["SPUBLISH", "socket.io#/#", anonymous])
+        .await;
+    eventually(
+        "the anonymous request is counted",
+        Duration::from_secs(5),
+        || async { s1.redis.metrics().decode_errors.get() >= 1 },
+    )
+    .await;
 }
 
 /// Redis stops answering (SIGSTOP: connections stay open, nothing comes back). Publishes time
