@@ -660,6 +660,22 @@ fn unknown_namespace_gets_connect_error_and_connection_stays() {
     gw.assert_alive();
 }
 
+/// Reads and discards until the server closes the connection (true) or the socket's read
+/// timeout passes (false).
+fn read_until_eof(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
 /// Sends one raw WebSocket frame on a connected session and expects a 1002 close and a
 /// `websocket_protocol` parse error.
 fn websocket_frame_attack(first_byte: u8, masked: bool, payload: &[u8]) {
@@ -676,20 +692,10 @@ fn websocket_frame_attack(first_byte: u8, masked: bool, payload: &[u8]) {
     }
     frame.extend_from_slice(payload);
     s.write_all(&frame).unwrap();
-    let mut sink = Vec::new();
-    // read until EOF (bounded by the read timeout)
-    let eof = loop {
-        let mut buf = [0u8; 4096];
-        match s.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => sink.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break false
-            }
-            Err(_) => break true,
-        }
-    };
-    assert!(eof, "connection still open after a bad frame");
+    assert!(
+        read_until_eof(&mut s),
+        "connection still open after a bad frame"
+    );
     wait_incremented(
         &gw,
         &before,
@@ -1216,18 +1222,10 @@ fn invalid_frame_pipelined_with_upgrade_is_closed() {
     s.write_all(&req).unwrap();
     let res = read_response(&mut s).expect("a response to the upgrade");
     assert_eq!(res.status, 101, "{res:?}");
-    let mut buf = [0u8; 4096];
-    let eof = loop {
-        match s.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break false
-            }
-            Err(_) => break true,
-        }
-    };
-    assert!(eof, "connection still open after a pipelined bad frame");
+    assert!(
+        read_until_eof(&mut s),
+        "connection still open after a pipelined bad frame"
+    );
     wait_incremented(
         &gw,
         &before,
@@ -1348,17 +1346,8 @@ fn slowloris_partial_head_is_closed_by_header_timeout() {
     // header_read_timeout defaults to 10 s: allow a margin, this is the one wait longer than WAIT
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let started = Instant::now();
-    let mut buf = [0u8; 1024];
-    let closed = loop {
-        match s.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(_) => {} // a 408 response is fine too; keep reading until EOF
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                break false
-            }
-            Err(_) => break true,
-        }
-    };
+    // A 408 response before the close is fine too.
+    let closed = read_until_eof(&mut s);
     assert!(
         closed,
         "half-sent request head still open after {:?}",
