@@ -3,7 +3,6 @@
 // One response line per command on stdout (`{"id":N,"ok":true,...}` / `{"id":N,"ok":false,"error":"..."}`),
 // diagnostics on stderr. Binary values travel as `{"$bin":"<base64>"}`. See README.md in this folder.
 
-const readline = require('node:readline');
 const { io } = require('socket.io-client');
 
 // Keep stdout for protocol lines only.
@@ -16,7 +15,7 @@ function log(...parts) {
 
 // ---- binary convention ------------------------------------------------------------------------------------
 
-const { fromWire, toWire, errorMessage } = require('./wire');
+const { fromWire, toWire, errorMessage, serveCommands } = require('./wire');
 
 // ---- sockets ----------------------------------------------------------------------------------------------
 
@@ -199,23 +198,5 @@ function shutdown() {
 process.on('unhandledRejection', (e) => log(`unhandled rejection: ${e && e.stack ? e.stack : e}`));
 process.on('uncaughtException', (e) => log(`uncaught exception: ${e && e.stack ? e.stack : e}`));
 
-const rl = readline.createInterface({ input: process.stdin, terminal: false });
-rl.on('line', (line) => {
-  if (!line.trim()) return;
-  let cmd;
-  try {
-    cmd = JSON.parse(line);
-  } catch (e) {
-    log(`unparsable command line: ${line}`);
-    return;
-  }
-  const id = cmd.id;
-  Promise.resolve()
-    .then(() => handle(cmd))
-    .then(
-      (fields) => respond({ id, ok: true, ...(fields || {}) }),
-      (err) => respond({ id, ok: false, error: errorMessage(err) }),
-    );
-});
-rl.on('close', shutdown);
+serveCommands({ handle, respond, log, onClose: shutdown });
 log('ready');

@@ -9,7 +9,6 @@
 //          [--specific-response-channel]
 
 const http = require('node:http');
-const readline = require('node:readline');
 const { Server } = require('socket.io');
 const { createClient } = require('redis');
 const { createAdapter, createShardedAdapter } = require('@socket.io/redis-adapter');
@@ -74,7 +73,7 @@ function log(...parts) {
 
 // ---- binary convention ------------------------------------------------------------------------------------
 
-const { fromWire, toWire, errorMessage } = require('./wire');
+const { fromWire, toWire, errorMessage, serveCommands } = require('./wire');
 
 function withTimeout(promise, ms, what) {
   let t;
@@ -333,22 +332,4 @@ ready.catch((e) => {
   process.exit(1);
 });
 
-const rl = readline.createInterface({ input: process.stdin, terminal: false });
-rl.on('line', (line) => {
-  if (!line.trim()) return;
-  let cmd;
-  try {
-    cmd = JSON.parse(line);
-  } catch (e) {
-    log(`unparsable command line: ${line}`);
-    return;
-  }
-  const id = cmd.id;
-  ready
-    .then(() => handle(cmd))
-    .then(
-      (fields) => respond({ id, ok: true, ...(fields || {}) }),
-      (err) => respond({ id, ok: false, error: errorMessage(err) }),
-    );
-});
-rl.on('close', shutdown);
+serveCommands({ ready, handle, respond, log, onClose: shutdown });

@@ -47,4 +47,29 @@ function errorMessage(err) {
   return err.message || String(err);
 }
 
-module.exports = { isBinObject, fromWire, toWire, errorMessage };
+// The command loop of the long-running scripts: one JSON command per line on stdin, handled
+// once `ready` resolves; each answer `{id, ok, ...}` goes to `respond`. Stdin EOF calls `onClose`.
+function serveCommands({ ready = Promise.resolve(), handle, respond, log, onClose }) {
+  const readline = require('node:readline');
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  rl.on('line', (line) => {
+    if (!line.trim()) return;
+    let cmd;
+    try {
+      cmd = JSON.parse(line);
+    } catch (e) {
+      log(`unparsable command line: ${line}`);
+      return;
+    }
+    const id = cmd.id;
+    ready
+      .then(() => handle(cmd))
+      .then(
+        (fields) => respond({ id, ok: true, ...(fields || {}) }),
+        (err) => respond({ id, ok: false, error: errorMessage(err) }),
+      );
+  });
+  rl.on('close', onClose);
+}
+
+module.exports = { isBinObject, fromWire, toWire, errorMessage, serveCommands };
