@@ -225,36 +225,22 @@ impl Args {
                 None
             }
             Some(url) => {
-                if url.starts_with("rediss://") {
-                    return Err("--redis-url: TLS (rediss://) is not built in; use redis:// on a private network or a TLS tunnel (e.g. stunnel) to Redis".into());
-                }
-                if !(url.starts_with("redis://")
-                    || url.starts_with("redis+unix://")
-                    || url.starts_with("unix://"))
-                {
-                    return Err(format!(
-                        "--redis-url {url:?}: use redis://[:password@]host:port[/db] (or unix:///path/to/redis.sock)"
-                    ));
-                }
-                if let Some(id) = &node_id {
-                    if id.is_empty() || id.contains('#') || id.len() > 64 {
-                        return Err(format!(
-                            "--node-id {id:?}: use 1 to 64 characters without '#'"
-                        ));
-                    }
-                }
-                if self.redis_key.is_empty() || self.redis_key.contains('#') {
-                    return Err("--redis-key must be non-empty and without '#'".into());
-                }
-                if self.requests_timeout_ms == 0 {
-                    return Err("--requests-timeout-ms must be above 0".into());
-                }
                 let mut r = switchboard_redis::RedisAdapterConfig::new(url);
                 r.mode = mode;
                 r.subscription_mode = subscription_mode;
                 r.node_id = node_id;
                 r.key = self.redis_key;
                 r.requests_timeout = Duration::from_millis(self.requests_timeout_ms);
+                r.validate().map_err(|e| {
+                    let flag = match e.field {
+                        "url" => "--redis-url",
+                        "node_id" => "--node-id",
+                        "key" => "--redis-key",
+                        "requests_timeout" => "--requests-timeout-ms",
+                        other => other,
+                    };
+                    format!("{flag}: {}", e.reason)
+                })?;
                 Some(r)
             }
         };

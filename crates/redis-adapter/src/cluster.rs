@@ -812,7 +812,8 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
     }
 }
 
-/// The binary attachments of `payload`'s first argument (acks carry only that one).
+/// The first argument of a reply (acks carry only that one) with the attachments its
+/// placeholders point into.
 pub(crate) fn first_arg(value: &Payload) -> (Value, &[Bytes]) {
     (
         value.args.first().cloned().unwrap_or(Value::Null),

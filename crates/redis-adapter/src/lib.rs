@@ -148,6 +148,68 @@ impl RedisAdapterConfig {
     }
 }
 
+/// A setting of [`RedisAdapterConfig`] that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidConfig {
+    /// The field of [`RedisAdapterConfig`] at fault (`url`, `node_id`, `key`, ...).
+    pub field: &'static str,
+    /// What is wrong and what to use instead.
+    pub reason: String,
+}
+
+impl RedisAdapterConfig {
+    /// Checks every setting; the error names the field and what to use instead.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let bad = |field, reason: String| Err(InvalidConfig { field, reason });
+        let url = &self.url;
+        if url.starts_with("rediss://") {
+            return bad(
+                "url",
+                "TLS (rediss://) is not built in; use redis:// on a private network or a TLS tunnel (e.g. stunnel) to Redis".into(),
+            );
+        }
+        let scheme_ok = ["redis://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+            return bad(
+                "url",
+                format!(
+                    "{:?} is not a Redis URL: use redis://[:password@]host:port[/db] (or unix:///path/to/redis.sock)",
+                    redact_url(url)
+                ),
+            );
+        }
+        if let Some(id) = &self.node_id {
+            if id.is_empty() || id.contains('#') || id.len() > 64 {
+                return bad(
+                    "node_id",
+                    format!("{id:?}: use 1 to 64 characters without '#'"),
+                );
+            }
+        }
+        if self.key.is_empty() || self.key.contains('#') {
+            return bad("key", "must be non-empty and without '#'".into());
+        }
+        for (field, d) in [
+            ("requests_timeout", self.requests_timeout),
+            ("publish_timeout", self.publish_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("probe_interval", self.probe_interval),
+            ("max_backoff", self.max_backoff),
+        ] {
+            if d.is_zero() {
+                return bad(field, "must be above 0".into());
+            }
+        }
+        if self.publish_queue == 0 {
+            return bad("publish_queue", "must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// Creates the Redis adapter of each namespace; all namespaces share one pair of connections.
 #[derive(Clone)]
 pub struct RedisAdapterFactory {
@@ -169,16 +231,7 @@ impl RedisAdapterFactory {
     /// connections are up. Fails only on an invalid configuration. Call inside a tokio
     /// runtime.
     pub fn new(config: RedisAdapterConfig) -> Result<Self, String> {
-        if config.key.is_empty() {
-            return Err("the channel prefix (key) must not be empty".into());
-        }
-        if let Some(id) = &config.node_id {
-            if id.is_empty() || id.contains('#') {
-                return Err(format!(
-                    "invalid node id {id:?}: use a non-empty id without '#'"
-                ));
-            }
-        }
+        config.validate().map_err(|e| e.to_string())?;
         let uid = config.node_id.clone().unwrap_or_else(|| match config.mode {
             Mode::Classic => cluster::uid2(6),
             Mode::Sharded => cluster::hex_id(8),
@@ -269,5 +322,26 @@ mod tests {
             Ok(SubscriptionMode::DynamicPrivate)
         );
         assert!(RedisAdapterConfig::new("redis://x").node_id.is_none());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let ok = RedisAdapterConfig::new("redis://127.0.0.1:6379/1");
+        assert_eq!(ok.validate(), Ok(()));
+        let field = |c: RedisAdapterConfig| c.validate().map_err(|e| e.field);
+        assert_eq!(
+            field(RedisAdapterConfig::new("rediss://h:6380")),
+            Err("url")
+        );
+        assert_eq!(field(RedisAdapterConfig::new("http://h")), Err("url"));
+        let mut c = ok.clone();
+        c.node_id = Some("a#b".into());
+        assert_eq!(field(c), Err("node_id"));
+        let mut c = ok.clone();
+        c.key = String::new();
+        assert_eq!(field(c), Err("key"));
+        let mut c = ok;
+        c.requests_timeout = std::time::Duration::ZERO;
+        assert_eq!(field(c), Err("requests_timeout"));
     }
 }

@@ -38,7 +38,6 @@ pub(crate) struct Sharded {
     nsp: String,
     main: String,
     own: String,
-    prefix: String,
     mode: crate::SubscriptionMode,
 }
 
@@ -49,7 +48,6 @@ impl Sharded {
             nsp: nsp.to_owned(),
             main: format!("{key}#{nsp}#"),
             own: format!("{key}#{nsp}#{uid}#"),
-            prefix: format!("{key}#{nsp}#"),
             mode,
         }
     }
@@ -81,7 +79,7 @@ impl Sharded {
             M::Dynamic => room.as_str().encode_utf16().count() != SOCKET_ID_LEN,
             M::DynamicPrivate => true,
         };
-        own.then(|| format!("{}{}#", self.prefix, room))
+        own.then(|| format!("{}{}#", self.main, room))
     }
 }
 
@@ -170,7 +168,7 @@ impl Wire for Sharded {
 
     fn reply(&self, to: Option<&str>, reply: &Reply) -> Result<Outbound, String> {
         let to = to.ok_or("a sharded reply needs the requester's uid")?;
-        let channel = format!("{}{}#", self.prefix, to);
+        let channel = format!("{}{}#", self.main, to);
         Ok(match reply {
             Reply::Sockets { id, sockets } => {
                 let list: Vec<Value> = sockets.iter().map(socket_json).collect();
