@@ -138,11 +138,8 @@ pub async fn subscribe_raw(port: u16, channel: &str) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to redis");
-    let cmd = format!(
-        "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{}\r\n",
-        channel.len(),
-        channel
-    );
-    s.write_all(cmd.as_bytes()).await.expect("subscribe");
+    s.write_all(&crate::support::resp_encode(&["SUBSCRIBE", channel]))
+        .await
+        .expect("subscribe");
     s
 }

@@ -218,7 +218,8 @@ fn resp_end(buf: &[u8], pos: usize) -> Option<usize> {
     }
 }
 
-fn resp_encode(args: &[&str]) -> Vec<u8> {
+/// One Redis command in RESP.
+pub fn resp_encode(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
         out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
