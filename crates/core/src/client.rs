@@ -5,10 +5,11 @@ use crate::error::DisconnectReason;
 use crate::payload::Payload;
 use crate::server::ServerInner;
 use crate::socket::{Socket, SocketRef};
+use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use switchboard_engine::{CloseReason, EioSocket, Frame, Handler, Incoming, Outgoing, Sid};
 use switchboard_protocol::{Decoded, Decoder, Packet, PacketKind};
 
@@ -30,14 +31,12 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub(crate) fn sockets(&self) -> Vec<SocketRef> {
-        self.sockets
-            .lock()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default()
+        self.sockets.lock().values().cloned().collect()
     }
 
     pub(crate) fn remove(&self, nsp: &str, id: &Sid) {
-        if let Ok(mut s) = self.sockets.lock() {
+        {
+            let mut s = self.sockets.lock();
             if s.get(nsp).is_some_and(|sock| sock.id() == *id) {
                 s.remove(nsp);
             }
@@ -45,7 +44,7 @@ impl Client {
     }
 
     fn get(&self, nsp: &str) -> Option<SocketRef> {
-        self.sockets.lock().ok()?.get(nsp).cloned()
+        self.sockets.lock().get(nsp).cloned()
     }
 }
 
@@ -107,12 +106,12 @@ impl Handler for SocketIoHandler {
 
     async fn on_message(&self, conn: &Conn, message: Incoming) {
         let server = &self.server;
-        let decoded = match conn.data.decoder.lock() {
-            Ok(mut d) => match message {
+        let decoded = {
+            let mut d = conn.data.decoder.lock();
+            match message {
                 Incoming::Text(text) => d.decode_text(&text),
                 Incoming::Binary(data) => d.decode_binary(data),
-            },
-            Err(_) => return,
+            }
         };
         match decoded {
             Ok(Decoded::Packet(packet)) => on_packet(server, conn, packet).await,
@@ -209,7 +208,8 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         socket.leave_all();
         return;
     }
-    if let Ok(mut sockets) = conn.data.sockets.lock() {
+    {
+        let mut sockets = conn.data.sockets.lock();
         sockets.insert(nsp.clone(), socket.clone());
     }
     conn.data.joined_once.store(true, Ordering::Release);

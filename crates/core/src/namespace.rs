@@ -10,12 +10,13 @@ use crate::payload::Payload;
 use crate::room::{IntoRooms, Room, RoomIndex};
 use crate::socket::{AckTarget, SocketInfo, SocketRef};
 use futures_util::future::BoxFuture;
+use parking_lot::RwLock;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use switchboard_engine::Sid;
 use switchboard_protocol::{Packet, PacketKind};
@@ -40,7 +41,8 @@ impl Handlers {
         F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
-        if let Ok(mut m) = self.middlewares.write() {
+        {
+            let mut m = self.middlewares.write();
             m.push(Arc::new(move |s| Box::pin(middleware(s))));
         }
     }
@@ -49,7 +51,8 @@ impl Handlers {
     where
         F: Fn(&SocketRef) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.connection.write() {
+        {
+            let mut h = self.connection.write();
             h.push(Arc::new(handler));
         }
     }
@@ -153,26 +156,22 @@ impl Namespace {
     where
         F: Fn(Vec<Value>, Option<oneshot::Sender<Value>>) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.handlers.server_side.write() {
+        {
+            let mut h = self.handlers.server_side.write();
             h.insert(event.into(), Arc::new(handler));
         }
     }
 
     /// A local socket by id.
     pub fn socket(&self, id: &Sid) -> Option<SocketRef> {
-        self.shard(id).read().ok()?.get(id).cloned()
+        self.shard(id).read().get(id).cloned()
     }
 
     /// Every local socket.
     pub fn sockets(&self) -> Vec<SocketRef> {
         self.sockets
             .iter()
-            .filter_map(|s| {
-                s.read()
-                    .ok()
-                    .map(|m| m.values().cloned().collect::<Vec<_>>())
-            })
-            .flatten()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
             .collect()
     }
 
@@ -273,13 +272,15 @@ impl Namespace {
     }
 
     pub(crate) fn insert_socket(&self, socket: SocketRef) {
-        if let Ok(mut s) = self.shard(&socket.id()).write() {
+        {
+            let mut s = self.shard(&socket.id()).write();
             s.insert(socket.id(), socket);
         }
     }
 
     pub(crate) fn remove_socket(&self, id: &Sid) {
-        if let Ok(mut s) = self.shard(id).write() {
+        {
+            let mut s = self.shard(id).write();
             s.remove(id);
         }
     }
@@ -311,7 +312,8 @@ impl Namespace {
         let mut out = Vec::new();
         if opts.rooms.is_empty() {
             for shard in &self.sockets {
-                if let Ok(shard) = shard.read() {
+                {
+                    let shard = shard.read();
                     out.extend(
                         shard
                             .iter()
@@ -431,24 +433,14 @@ impl Namespace {
         let Some(Value::String(event)) = data.first() else {
             return;
         };
-        let handler = self
-            .handlers
-            .server_side
-            .read()
-            .ok()
-            .and_then(|h| h.get(event).cloned());
+        let handler = self.handlers.server_side.read().get(event).cloned();
         if let Some(handler) = handler {
             handler(data[1..].to_vec(), reply);
         }
     }
 
     pub(crate) async fn run_middlewares(&self, socket: &SocketRef) -> Result<(), ConnectError> {
-        let middlewares: Vec<Middleware> = self
-            .handlers
-            .middlewares
-            .read()
-            .map(|m| m.clone())
-            .unwrap_or_default();
+        let middlewares: Vec<Middleware> = self.handlers.middlewares.read().clone();
         for m in middlewares {
             m(socket.clone()).await?;
         }
@@ -456,12 +448,7 @@ impl Namespace {
     }
 
     pub(crate) fn run_connection_handlers(&self, socket: &SocketRef) {
-        let handlers: Vec<ConnectionHandler> = self
-            .handlers
-            .connection
-            .read()
-            .map(|h| h.clone())
-            .unwrap_or_default();
+        let handlers: Vec<ConnectionHandler> = self.handlers.connection.read().clone();
         for h in handlers {
             h(socket);
         }

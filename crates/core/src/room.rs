@@ -1,9 +1,10 @@
 //! Room names and the sharded room index of a namespace.
 
+use parking_lot::RwLock;
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use switchboard_engine::Sid;
 
 /// A room name. Every socket is in the room named by its own id.
@@ -107,9 +108,7 @@ impl RoomIndex {
     /// room's lock, so the creations and deletions of one room are seen in the order they
     /// happened; it must not block nor touch this index.
     pub(crate) fn add(&self, room: &Room, sid: Sid, created: impl FnOnce()) {
-        let Ok(mut shard) = self.shard(room.as_str()).write() else {
-            return;
-        };
+        let mut shard = self.shard(room.as_str()).write();
         let new = !shard.contains_key(room.as_str());
         shard.entry(room.clone()).or_default().insert(sid);
         if new {
@@ -120,9 +119,7 @@ impl RoomIndex {
     /// Removes `sid` from `room`; `deleted` runs (under the room's lock, as for
     /// [`RoomIndex::add`]) if the room is now gone.
     pub(crate) fn remove(&self, room: &Room, sid: &Sid, deleted: impl FnOnce()) {
-        let Ok(mut shard) = self.shard(room.as_str()).write() else {
-            return;
-        };
+        let mut shard = self.shard(room.as_str()).write();
         let Some(members) = shard.get_mut(room.as_str()) else {
             return;
         };
@@ -135,7 +132,8 @@ impl RoomIndex {
 
     /// Calls `f` with each member of `room`.
     pub(crate) fn for_each_member(&self, room: &str, mut f: impl FnMut(Sid)) {
-        if let Ok(shard) = self.shard(room).read() {
+        {
+            let shard = self.shard(room).read();
             if let Some(members) = shard.get(room) {
                 members.iter().copied().for_each(&mut f);
             }
@@ -144,18 +142,14 @@ impl RoomIndex {
 
     /// True when the room exists here.
     pub(crate) fn contains(&self, room: &str) -> bool {
-        self.shard(room)
-            .read()
-            .map(|s| s.contains_key(room))
-            .unwrap_or(false)
+        self.shard(room).read().contains_key(room)
     }
 
     /// Every room with at least one member.
     pub(crate) fn all(&self) -> Vec<Room> {
         self.shards
             .iter()
-            .filter_map(|s| s.read().ok().map(|m| m.keys().cloned().collect::<Vec<_>>()))
-            .flatten()
+            .flat_map(|s| s.read().keys().cloned().collect::<Vec<_>>())
             .collect()
     }
 }

@@ -10,9 +10,10 @@ use crate::operators::BroadcastOperator;
 use crate::payload::Payload;
 use crate::room::{IntoRooms, Room};
 use crate::socket::{SocketInfo, SocketRef};
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use switchboard_engine::{CloseReason, ConfigError, Engine};
 
@@ -29,17 +30,16 @@ pub(crate) struct ServerInner {
 impl ServerInner {
     /// The namespace for a CONNECT: a static one, or a new child of a matching dynamic one.
     pub(crate) fn namespace_for(&self, name: &str) -> Option<Arc<Namespace>> {
-        if let Some(ns) = self.namespaces.read().ok()?.get(name) {
+        if let Some(ns) = self.namespaces.read().get(name) {
             return Some(ns.clone());
         }
         let handlers = self
             .dynamic
             .read()
-            .ok()?
             .iter()
             .find(|(matches, _)| matches(name))
             .map(|(_, h)| h.clone())?;
-        let mut map = self.namespaces.write().ok()?;
+        let mut map = self.namespaces.write();
         let ns = map.entry(name.to_owned()).or_insert_with(|| {
             Namespace::new(
                 name.to_owned(),
@@ -148,19 +148,10 @@ impl Server {
         } else {
             format!("/{name}")
         };
-        if let Some(ns) = self
-            .inner
-            .namespaces
-            .read()
-            .ok()
-            .and_then(|m| m.get(&name).cloned())
-        {
+        if let Some(ns) = self.inner.namespaces.read().get(&name).cloned() {
             return ns;
         }
-        let mut map = match self.inner.namespaces.write() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = self.inner.namespaces.write();
         map.entry(name.clone())
             .or_insert_with(|| {
                 Namespace::new(
@@ -179,7 +170,8 @@ impl Server {
         F: Fn(&str) -> bool + Send + Sync + 'static,
     {
         let handlers = Arc::new(Handlers::default());
-        if let Ok(mut d) = self.inner.dynamic.write() {
+        {
+            let mut d = self.inner.dynamic.write();
             d.push((Arc::new(matches), handlers.clone()));
         }
         DynamicNamespace { handlers }
@@ -187,11 +179,7 @@ impl Server {
 
     /// Namespaces that exist now.
     pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
-        self.inner
-            .namespaces
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.inner.namespaces.read().values().cloned().collect()
     }
 
     /// The root namespace `/`.

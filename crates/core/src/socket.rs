@@ -7,11 +7,12 @@ use crate::namespace::Namespace;
 use crate::operators::BroadcastOperator;
 use crate::payload::Payload;
 use crate::room::{IntoRooms, Room};
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_engine::{Outgoing, SendError, Sid};
 use switchboard_protocol::socketio::is_reserved_event;
@@ -231,12 +232,13 @@ impl Socket {
 
     /// `socket.data`: free-form JSON that travels with `fetch_sockets`.
     pub fn data(&self) -> Value {
-        self.data.lock().map(|d| d.clone()).unwrap_or(Value::Null)
+        self.data.lock().clone()
     }
 
     /// Replaces `socket.data`.
     pub fn set_data(&self, value: Value) {
-        if let Ok(mut d) = self.data.lock() {
+        {
+            let mut d = self.data.lock();
             *d = value;
         }
     }
@@ -256,14 +258,16 @@ impl Socket {
     where
         F: Fn(&SocketRef, Event) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.handlers.write() {
+        {
+            let mut h = self.handlers.write();
             h.insert(event.into(), Arc::new(handler));
         }
     }
 
     /// Removes the handler of `event`.
     pub fn off(&self, event: &str) {
-        if let Ok(mut h) = self.handlers.write() {
+        {
+            let mut h = self.handlers.write();
             h.remove(event);
         }
     }
@@ -273,7 +277,8 @@ impl Socket {
     where
         F: Fn(&SocketRef, &Event) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.any_handlers.write() {
+        {
+            let mut h = self.any_handlers.write();
             h.push(Arc::new(handler));
         }
     }
@@ -283,7 +288,8 @@ impl Socket {
     where
         F: Fn(&SocketRef, DisconnectReason) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.disconnecting.write() {
+        {
+            let mut h = self.disconnecting.write();
             h.push(Arc::new(handler));
         }
     }
@@ -293,7 +299,8 @@ impl Socket {
     where
         F: Fn(&SocketRef, DisconnectReason) + Send + Sync + 'static,
     {
-        if let Ok(mut h) = self.disconnect.write() {
+        {
+            let mut h = self.disconnect.write();
             h.push(Arc::new(handler));
         }
     }
@@ -343,11 +350,7 @@ impl Socket {
     /// Joins `rooms`.
     pub fn join(&self, rooms: impl IntoRooms) {
         for room in rooms.into_rooms() {
-            let fresh = self
-                .rooms
-                .lock()
-                .map(|mut r| r.insert(room.clone()))
-                .unwrap_or(false);
+            let fresh = self.rooms.lock().insert(room.clone());
             if fresh {
                 self.ns.room_add(&room, self.id);
             }
@@ -357,11 +360,7 @@ impl Socket {
     /// Leaves `rooms`.
     pub fn leave(&self, rooms: impl IntoRooms) {
         for room in rooms.into_rooms() {
-            let was = self
-                .rooms
-                .lock()
-                .map(|mut r| r.remove(&room))
-                .unwrap_or(false);
+            let was = self.rooms.lock().remove(&room);
             if was {
                 self.ns.room_remove(&room, &self.id);
             }
@@ -370,10 +369,7 @@ impl Socket {
 
     /// The rooms this socket is in, its own id included.
     pub fn rooms(&self) -> Vec<Room> {
-        self.rooms
-            .lock()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
+        self.rooms.lock().iter().cloned().collect()
     }
 
     /// Broadcast to `rooms`, leaving this socket out.
@@ -423,9 +419,7 @@ impl Socket {
 
     /// Queues the CONNECT reply, then everything emitted to the socket meanwhile, in order.
     pub(crate) fn flush_connect(&self, reply: Outgoing) {
-        let Ok(mut buffered) = self.buffered.lock() else {
-            return;
-        };
+        let mut buffered = self.buffered.lock();
         let _ = self.conn.send(reply);
         for (item, volatile) in buffered.drain(..) {
             let _ = self.raw_send(item, volatile);
@@ -435,11 +429,7 @@ impl Socket {
 
     /// Leaves every room (a refused connection must not leave members behind).
     pub(crate) fn leave_all(&self) {
-        let rooms: Vec<Room> = self
-            .rooms
-            .lock()
-            .map(|mut r| r.drain().collect())
-            .unwrap_or_default();
+        let rooms: Vec<Room> = self.rooms.lock().drain().collect();
         for room in &rooms {
             self.ns.room_remove(room, &self.id);
         }
@@ -457,18 +447,15 @@ impl Socket {
             };
             let _ = self.write(&packet, false);
         }
-        let disconnecting: Vec<_> = self
-            .disconnecting
-            .read()
-            .map(|h| h.clone())
-            .unwrap_or_default();
+        let disconnecting: Vec<_> = self.disconnecting.read().clone();
         for h in disconnecting {
             h(self, reason);
         }
         self.leave_all();
         self.ns.remove_socket(&self.id);
         self.conn.data.remove(self.ns.name(), &self.id);
-        if let Ok(mut acks) = self.acks.lock() {
+        {
+            let mut acks = self.acks.lock();
             acks.clear();
         }
         let m = self.ns.metrics();
@@ -476,18 +463,16 @@ impl Socket {
         m.disconnects
             .get_or_create(&[("reason", reason.label())])
             .inc();
-        let handlers: Vec<_> = self
-            .disconnect
-            .read()
-            .map(|h| h.clone())
-            .unwrap_or_default();
+        let handlers: Vec<_> = self.disconnect.read().clone();
         for h in handlers {
             h(self, reason);
         }
-        if let Ok(mut h) = self.handlers.write() {
+        {
+            let mut h = self.handlers.write();
             h.clear();
         }
-        if let Ok(mut h) = self.any_handlers.write() {
+        {
+            let mut h = self.any_handlers.write();
             h.clear();
         }
     }
@@ -516,19 +501,11 @@ impl Socket {
             }),
         };
         self.ns.metrics().events_received.inc();
-        let any: Vec<_> = self
-            .any_handlers
-            .read()
-            .map(|h| h.clone())
-            .unwrap_or_default();
+        let any: Vec<_> = self.any_handlers.read().clone();
         for h in any {
             h(self, &event);
         }
-        let handler = self
-            .handlers
-            .read()
-            .ok()
-            .and_then(|h| h.get(&event.name).cloned());
+        let handler = self.handlers.read().get(&event.name).cloned();
         if let Some(h) = handler {
             h(self, event);
         }
@@ -547,13 +524,11 @@ impl Socket {
     }
 
     fn take_ack(&self, id: u64) -> Option<AckTarget> {
-        self.acks.lock().ok().and_then(|mut a| a.remove(&id))
+        self.acks.lock().remove(&id)
     }
 
     pub(crate) fn register_ack(&self, id: u64, target: AckTarget) -> Result<(), AckError> {
-        let Ok(mut acks) = self.acks.lock() else {
-            return Err(AckError::Disconnected);
-        };
+        let mut acks = self.acks.lock();
         if acks.len() >= self.ns.config().max_pending_acks {
             // Broadcast acks have no owner to clean them: drop the expired ones first.
             let now = Instant::now();
@@ -592,7 +567,8 @@ impl Socket {
     /// The one path to the connection's queue: buffered until the CONNECT reply is out.
     fn enqueue(&self, item: Outgoing, volatile: bool) -> Result<(), SendError> {
         if self.buffering.load(Ordering::Acquire) {
-            if let Ok(mut buffered) = self.buffered.lock() {
+            {
+                let mut buffered = self.buffered.lock();
                 if self.buffering.load(Ordering::Acquire) {
                     buffered.push((item, volatile));
                     return Ok(());

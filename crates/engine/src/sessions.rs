@@ -2,9 +2,10 @@
 
 use crate::sid::Sid;
 use crate::socket::EioSocket;
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 const SHARDS: usize = 32;
 
@@ -28,17 +29,19 @@ impl<D> Sessions<D> {
     }
 
     pub(crate) fn get(&self, sid: &Sid) -> Option<Arc<EioSocket<D>>> {
-        self.shard(sid).read().ok()?.get(sid).cloned()
+        self.shard(sid).read().get(sid).cloned()
     }
 
     pub(crate) fn insert(&self, socket: Arc<EioSocket<D>>) {
-        if let Ok(mut shard) = self.shard(&socket.sid()).write() {
+        {
+            let mut shard = self.shard(&socket.sid()).write();
             shard.insert(socket.sid(), socket);
         }
     }
 
     pub(crate) fn remove(&self, sid: &Sid) {
-        if let Ok(mut shard) = self.shard(sid).write() {
+        {
+            let mut shard = self.shard(sid).write();
             shard.remove(sid);
         }
     }
@@ -46,19 +49,11 @@ impl<D> Sessions<D> {
     pub(crate) fn all(&self) -> Vec<Arc<EioSocket<D>>> {
         self.shards
             .iter()
-            .filter_map(|s| {
-                s.read()
-                    .ok()
-                    .map(|m| m.values().cloned().collect::<Vec<_>>())
-            })
-            .flatten()
+            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
             .collect()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.read().ok().map(|m| m.len()))
-            .sum()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 }

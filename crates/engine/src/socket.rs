@@ -4,8 +4,9 @@ use crate::error::{CloseReason, SendError};
 use crate::metrics::EngineMetrics;
 use crate::sid::Sid;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -265,12 +266,13 @@ impl<D> EioSocket<D> {
 
     /// Takes the queue's receiving end; `None` while another transport holds it.
     pub(crate) fn take_rx(&self) -> Option<mpsc::Receiver<Outgoing>> {
-        self.rx.lock().ok().and_then(|mut slot| slot.take())
+        self.rx.lock().take()
     }
 
     /// Gives the receiving end back and wakes anyone waiting for it.
     pub(crate) fn return_rx(&self, rx: mpsc::Receiver<Outgoing>) {
-        if let Ok(mut slot) = self.rx.lock() {
+        {
+            let mut slot = self.rx.lock();
             *slot = Some(rx);
         }
         self.rx_returned.notify_waiters();
