@@ -80,9 +80,12 @@ impl Handler for SocketIoHandler {
     type Data = Client;
 
     fn new_data(&self) -> Client {
-        let max = self.server.shared.config.max_attachments;
+        let config = &self.server.shared.config;
         Client {
-            decoder: Mutex::new(Decoder::new(max)),
+            decoder: Mutex::new(Decoder::with_limits(
+                config.max_attachments,
+                config.engine.max_payload,
+            )),
             sockets: Mutex::new(HashMap::new()),
             joined_once: AtomicBool::new(false),
         }

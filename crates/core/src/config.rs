@@ -6,7 +6,9 @@ use switchboard_engine::EngineConfig;
 /// Socket.IO server options. Defaults match socket.io 4.8.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Engine options; the path defaults to `/socket.io/`.
+    /// Engine options; the path defaults to `/socket.io/`. Its `max_payload` also caps a
+    /// whole Socket.IO packet once reassembled (text plus every binary attachment): a sender
+    /// past it is disconnected with a parse error.
     pub engine: EngineConfig,
     /// A connection that joins no namespace within this time is closed. Default 45 s.
     pub connect_timeout: Duration,

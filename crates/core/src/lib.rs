@@ -51,7 +51,7 @@ pub use operators::BroadcastOperator;
 pub use payload::Payload;
 pub use room::{IntoRooms, Room};
 pub use server::{DynamicNamespace, Server};
-pub use socket::{Ack, Event, Handshake, Socket, SocketInfo, SocketRef, VolatileSocket};
+pub use socket::{Ack, Event, Handshake, Socket, SocketInfo, SocketRef, Verdict, VolatileSocket};
 
 /// The engine layer, re-exported for serving.
 pub use switchboard_engine as engine;

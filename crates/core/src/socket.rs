@@ -26,6 +26,16 @@ pub type SocketRef = Arc<Socket>;
 type EventHandler = Arc<dyn Fn(&SocketRef, Event) + Send + Sync>;
 type AnyHandler = Arc<dyn Fn(&SocketRef, &Event) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(&SocketRef, DisconnectReason) + Send + Sync>;
+type EventGuard = Arc<dyn Fn(&SocketRef, &Event) -> Verdict + Send + Sync>;
+
+/// What an event guard ([`Socket::use_guard`]) decides about an incoming event.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Hand the event to `on_any` and its handler.
+    Pass,
+    /// Drop the event; if the client asked for an acknowledgement, answer it with this.
+    Refuse(Payload),
+}
 
 /// What the client sent when it connected to the namespace.
 #[derive(Debug, Clone)]
@@ -153,9 +163,11 @@ pub struct Socket {
     pub(crate) conn: Conn,
     handshake: Handshake,
     data: Mutex<Value>,
+    extensions: Mutex<http::Extensions>,
     rooms: Mutex<HashSet<Room>>,
     handlers: RwLock<HashMap<String, EventHandler>>,
     any_handlers: RwLock<Vec<AnyHandler>>,
+    guards: RwLock<Vec<EventGuard>>,
     disconnecting: RwLock<Vec<DisconnectHandler>>,
     disconnect: RwLock<Vec<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, AckTarget>>,
@@ -203,9 +215,11 @@ impl Socket {
             conn,
             handshake,
             data: Mutex::new(Value::Object(Default::default())),
+            extensions: Mutex::new(http::Extensions::new()),
             rooms: Mutex::new(HashSet::new()),
             handlers: RwLock::new(HashMap::new()),
             any_handlers: RwLock::new(Vec::new()),
+            guards: RwLock::new(Vec::new()),
             disconnecting: RwLock::new(Vec::new()),
             disconnect: RwLock::new(Vec::new()),
             acks: Mutex::new(HashMap::new()),
@@ -243,6 +257,17 @@ impl Socket {
         }
     }
 
+    /// Stores a typed value on the socket, for this node's own handlers (unlike
+    /// [`Socket::data`], it never leaves the node). A value of the same type is replaced.
+    pub fn insert_extension<T: Clone + Send + Sync + 'static>(&self, value: T) {
+        self.extensions.lock().insert(value);
+    }
+
+    /// The value of type `T` stored with [`Socket::insert_extension`], if any.
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.extensions.lock().get::<T>().cloned()
+    }
+
     /// True while the socket is connected.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -251,6 +276,16 @@ impl Socket {
     /// The current transport (`polling` or `websocket`).
     pub fn transport(&self) -> &'static str {
         self.conn.transport().as_str()
+    }
+
+    /// Adds a guard that sees every incoming event before `on_any` and the event's handler
+    /// (Socket.IO's `socket.use`): the first guard that refuses an event drops it, and its
+    /// acknowledgement, if the client asked for one, carries the refusal.
+    pub fn use_guard<F>(&self, guard: F)
+    where
+        F: Fn(&SocketRef, &Event) -> Verdict + Send + Sync + 'static,
+    {
+        self.guards.write().push(Arc::new(guard));
     }
 
     /// Registers the handler of `event`, replacing any previous one.
@@ -475,6 +510,7 @@ impl Socket {
             let mut h = self.any_handlers.write();
             h.clear();
         }
+        self.guards.write().clear();
     }
 
     pub(crate) fn dispatch(
@@ -501,6 +537,14 @@ impl Socket {
             }),
         };
         self.ns.metrics().events_received.inc();
+        let guards: Vec<_> = self.guards.read().clone();
+        for guard in guards {
+            if let Verdict::Refuse(answer) = guard(self, &event) {
+                let mut event = event;
+                event.ack(answer);
+                return;
+            }
+        }
         let any: Vec<_> = self.any_handlers.read().clone();
         for h in any {
             h(self, &event);

@@ -1,5 +1,7 @@
 //! Engine options, validated once and shared by every session.
 
+use crate::admission::RateLimit;
+use ipnet::IpNet;
 use std::time::Duration;
 
 /// Which browser origins may reach the engine.
@@ -69,6 +71,19 @@ pub struct EngineConfig {
     pub cors: Option<CorsConfig>,
     /// WebSocket read buffer size in bytes. Default 4 KiB.
     pub ws_read_buffer: usize,
+    /// Most sessions open at once, on both transports, each counted from its handshake until
+    /// it is gone; a handshake past it gets HTTP 503. Default 100,000.
+    pub max_sessions: usize,
+    /// Most sessions open at once from one client address (HTTP 429 past it). Default off.
+    pub max_sessions_per_ip: Option<usize>,
+    /// Handshakes per second from one client address, as a token bucket (HTTP 429 past it).
+    /// Default off.
+    pub handshake_rate_per_ip: Option<RateLimit>,
+    /// Proxies whose `X-Forwarded-For` is believed for the client address (and so for the
+    /// per-address limits and the handshake's address). Default none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long a polling POST body may take to arrive (HTTP 408 past it). Default 10 s.
+    pub post_body_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +104,11 @@ impl Default for EngineConfig {
             allow_upgrades: true,
             cors: None,
             ws_read_buffer: 4096,
+            max_sessions: 100_000,
+            max_sessions_per_ip: None,
+            handshake_rate_per_ip: None,
+            trusted_proxies: Vec::new(),
+            post_body_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -122,6 +142,21 @@ impl EngineConfig {
         }
         if !self.allow_polling && !self.allow_websocket {
             return Err(ConfigError("at least one transport must be allowed".into()));
+        }
+        if self.max_sessions == 0 || self.max_sessions_per_ip == Some(0) {
+            return Err(ConfigError("session caps must be above zero".into()));
+        }
+        if let Some(rate) = self.handshake_rate_per_ip {
+            if !(rate.per_second > 0.0 && rate.per_second.is_finite()) || rate.burst == 0 {
+                return Err(ConfigError(
+                    "the handshake rate and its burst must be above zero".into(),
+                ));
+            }
+        }
+        if self.post_body_timeout.is_zero() {
+            return Err(ConfigError(
+                "the POST body timeout must be above zero".into(),
+            ));
         }
         if self.max_packets_per_payload == 0 {
             return Err(ConfigError(

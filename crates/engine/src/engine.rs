@@ -1,6 +1,7 @@
 //! The engine: request routing, handshakes, the session supervisor (heartbeat and close) and
 //! packet dispatch shared by both transports.
 
+use crate::admission::{self, Admission, Limits, Permit};
 use crate::config::EngineConfig;
 use crate::error::{CloseReason, HttpError};
 use crate::handler::{Handler, Incoming};
@@ -24,6 +25,7 @@ pub(crate) struct Inner<H: Handler> {
     pub(crate) handler: H,
     pub(crate) sessions: Sessions<H::Data>,
     pub(crate) metrics: Arc<EngineMetrics>,
+    pub(crate) admission: Arc<Admission>,
 }
 
 /// An Engine.IO v4 server. Cheap to clone; every clone serves the same sessions.
@@ -50,8 +52,14 @@ impl<H: Handler> std::fmt::Debug for Engine<H> {
 impl<H: Handler> Engine<H> {
     /// An engine with a validated `config` calling `handler`.
     pub fn new(config: EngineConfig, handler: H) -> Self {
+        let admission = Admission::new(Limits {
+            max_sessions: config.max_sessions,
+            max_sessions_per_ip: config.max_sessions_per_ip,
+            handshake_rate_per_ip: config.handshake_rate_per_ip,
+        });
         Self {
             inner: Arc::new(Inner {
+                admission,
                 config,
                 handler,
                 sessions: Sessions::new(),
@@ -88,6 +96,12 @@ impl<H: Handler> Engine<H> {
     /// The number of open sessions.
     pub fn session_count(&self) -> usize {
         self.inner.sessions.len()
+    }
+
+    /// Sessions counted against `max_sessions`: open ones, ones whose WebSocket is being set
+    /// up, and closed polling sessions still waiting for their last GET.
+    pub fn admitted_sessions(&self) -> usize {
+        self.inner.admission.admitted()
     }
 
     /// True when `path` is under the engine's path.
@@ -151,9 +165,13 @@ impl<H: Handler> Engine<H> {
             let socket = Sid::parse(sid)
                 .and_then(|sid| self.inner.sessions.get(&sid))
                 .ok_or(HttpError::UnknownSid)?;
+            if transport == TransportKind::Polling {
+                socket.polled.store(true, Ordering::Release);
+            }
             return match transport {
                 TransportKind::Websocket if upgrade => {
-                    ws::accept(self.clone(), req, Some(socket)).map_err(|_| HttpError::BadRequest)
+                    ws::accept(self.clone(), req, Some(socket), None)
+                        .map_err(|_| HttpError::BadRequest)
                 }
                 TransportKind::Websocket => Err(HttpError::BadRequest),
                 TransportKind::Polling if socket.transport() != TransportKind::Polling => {
@@ -176,12 +194,17 @@ impl<H: Handler> Engine<H> {
         if query.eio != Some("4") {
             return Err(HttpError::UnsupportedProtocolVersion);
         }
+        let info = self.inner.request_info(&req);
+        let permit = self
+            .inner
+            .admission
+            .admit(info.remote_addr.map(|a| a.ip()))?;
         match transport {
-            TransportKind::Websocket => {
-                ws::accept(self.clone(), req, None).map_err(|_| HttpError::BadRequest)
-            }
+            TransportKind::Websocket => ws::accept(self.clone(), req, None, Some((info, permit)))
+                .map_err(|_| HttpError::BadRequest),
             TransportKind::Polling => {
-                let socket = self.open_session(TransportKind::Polling, request_info(&req));
+                let socket = self.open_session(TransportKind::Polling, info, permit);
+                reap_if_never_polled(&socket, self.inner.config.ping_timeout);
                 let open = self.open_packet(&socket).encode_text();
                 self.inner.handler.on_open(&socket);
                 Ok(http_util::text(
@@ -217,6 +240,7 @@ impl<H: Handler> Engine<H> {
         &self,
         transport: TransportKind,
         request: RequestInfo,
+        permit: Permit,
     ) -> Arc<EioSocket<H::Data>> {
         let c = &self.inner.config;
         let socket = Arc::new(EioSocket::new(
@@ -233,7 +257,7 @@ impl<H: Handler> Engine<H> {
         m.sessions_opened
             .get_or_create(&[("transport", transport.as_str())])
             .inc();
-        tokio::spawn(supervise(self.inner.clone(), socket.clone()));
+        tokio::spawn(supervise(self.inner.clone(), socket.clone(), permit));
         socket
     }
 
@@ -275,21 +299,50 @@ impl<H: Handler> Inner<H> {
     }
 }
 
-pub(crate) fn request_info<B>(req: &Request<B>) -> RequestInfo {
-    RequestInfo {
-        headers: req.headers().clone(),
-        uri: req.uri().clone(),
-        remote_addr: req
+impl<H: Handler> Inner<H> {
+    /// What a session keeps of the request that opened it; the address is the client's (see
+    /// [`EngineConfig::trusted_proxies`]).
+    pub(crate) fn request_info<B>(&self, req: &Request<B>) -> RequestInfo {
+        let peer = req
             .extensions()
             .get::<crate::server::RemoteAddr>()
-            .map(|a| a.0),
-        time: std::time::SystemTime::now(),
+            .map(|a| a.0);
+        RequestInfo {
+            headers: req.headers().clone(),
+            uri: req.uri().clone(),
+            remote_addr: admission::client_addr(peer, req.headers(), &self.config.trusted_proxies),
+            time: std::time::SystemTime::now(),
+        }
     }
 }
 
+/// A polling session whose client never sends a request after the handshake is closed once
+/// `deadline` has passed, instead of holding its place until the heartbeat gives up.
+fn reap_if_never_polled<D: Send + Sync + 'static>(
+    socket: &Arc<EioSocket<D>>,
+    deadline: std::time::Duration,
+) {
+    let socket = socket.clone();
+    tokio::spawn(async move {
+        let closed = socket.closed_token().clone();
+        tokio::select! {
+            _ = closed.cancelled() => {}
+            _ = tokio::time::sleep(deadline) => {
+                if !socket.polled.load(Ordering::Acquire) {
+                    socket.close(CloseReason::PingTimeout);
+                }
+            }
+        }
+    });
+}
+
 /// Runs for the whole life of a session: pings, waits for pongs, and on close notifies the
-/// handler and removes the session.
-async fn supervise<H: Handler>(inner: Arc<Inner<H>>, socket: Arc<EioSocket<H::Data>>) {
+/// handler and removes the session. The session's admission permit is held until then.
+async fn supervise<H: Handler>(
+    inner: Arc<Inner<H>>,
+    socket: Arc<EioSocket<H::Data>>,
+    permit: Permit,
+) {
     let closed = socket.closed_token().clone();
     let interval = inner.config.ping_interval;
     let timeout = inner.config.ping_timeout;
@@ -327,4 +380,5 @@ async fn supervise<H: Handler>(inner: Arc<Inner<H>>, socket: Arc<EioSocket<H::Da
         let _ = tokio::time::timeout(inner.config.close_timeout, socket.drained.notified()).await;
     }
     inner.sessions.remove(&socket.sid());
+    drop(permit);
 }

@@ -21,6 +21,18 @@ pub enum HttpError {
     /// Code 5: only `EIO=4` is spoken here.
     #[error("Unsupported protocol version")]
     UnsupportedProtocolVersion,
+    /// HTTP 503, code 4: the node holds its most sessions; retry later or on another node.
+    #[error("Server at capacity")]
+    AtCapacity,
+    /// HTTP 429, code 4: this client address holds its most sessions.
+    #[error("Too many sessions from this address")]
+    TooManySessionsFromAddress,
+    /// HTTP 429, code 4: this client address opens sessions faster than allowed.
+    #[error("Too many handshakes from this address")]
+    HandshakeRateLimited,
+    /// HTTP 408, code 3: a polling body did not arrive within the deadline.
+    #[error("Request body timeout")]
+    BodyTimeout,
 }
 
 impl HttpError {
@@ -33,6 +45,8 @@ impl HttpError {
             Self::BadRequest => 3,
             Self::Forbidden => 4,
             Self::UnsupportedProtocolVersion => 5,
+            Self::AtCapacity | Self::TooManySessionsFromAddress | Self::HandshakeRateLimited => 4,
+            Self::BodyTimeout => 3,
         }
     }
 
@@ -40,6 +54,11 @@ impl HttpError {
     pub fn status(self) -> http::StatusCode {
         match self {
             Self::Forbidden => http::StatusCode::FORBIDDEN,
+            Self::AtCapacity => http::StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManySessionsFromAddress | Self::HandshakeRateLimited => {
+                http::StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::BodyTimeout => http::StatusCode::REQUEST_TIMEOUT,
             _ => http::StatusCode::BAD_REQUEST,
         }
     }
@@ -53,6 +72,10 @@ impl HttpError {
             Self::BadRequest => "bad_request",
             Self::Forbidden => "forbidden",
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            Self::AtCapacity => "at_capacity",
+            Self::TooManySessionsFromAddress => "too_many_sessions_per_ip",
+            Self::HandshakeRateLimited => "handshake_rate_limited",
+            Self::BodyTimeout => "body_timeout",
         }
     }
 }

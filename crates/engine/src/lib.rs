@@ -11,6 +11,7 @@
 //!
 //! The engine is a [`tower_service::Service`] too, so it mounts in hyper or axum.
 
+mod admission;
 mod config;
 mod engine;
 mod error;
@@ -24,15 +25,17 @@ mod sid;
 mod socket;
 mod ws;
 
+pub use admission::{Bucket, Permit, RateLimit};
 pub use config::{AllowOrigin, ConfigError, CorsConfig, EngineConfig};
 pub use engine::{BoxError, Engine};
 pub use error::{CloseReason, HttpError, SendError};
 pub use handler::{Handler, Incoming};
 pub use http_util::Body;
 pub use metrics::EngineMetrics;
-pub use server::{bind, serve, HttpHandler, RemoteAddr, ServeConfig};
+pub use server::{bind, serve, tls_acceptor, HttpHandler, RemoteAddr, ServeConfig};
 pub use sid::{Sid, SID_LEN};
 pub use socket::{EioSocket, Frame, Outgoing, RequestInfo, TransportKind};
+pub use tokio_rustls::TlsAcceptor;
 
 use bytes::Bytes;
 use std::convert::Infallible;

@@ -165,14 +165,21 @@ where
     if declared.is_some_and(|len| len > limit as u64) {
         return Ok(too_large(inner));
     }
-    let body = req.into_body();
-    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => return Ok(too_large(inner)),
-        Err(_) => {
+    let capacity = declared.map_or(0, |len| len as usize);
+    let read = read_body(req.into_body(), capacity, limit);
+    let bytes = match tokio::time::timeout(inner.config.post_body_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::TooLarge)) => return Ok(too_large(inner)),
+        Ok(Err(BodyError::Aborted)) => {
             // The client went away mid-body.
             socket.close(CloseReason::TransportError);
             return Err(HttpError::BadRequest);
+        }
+        Err(_) => {
+            // A body trickled in slower than the deadline: the session cannot be trusted
+            // with a partial batch of packets.
+            socket.close(CloseReason::TransportError);
+            return Err(HttpError::BodyTimeout);
         }
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -193,6 +200,33 @@ where
         inner.handle_packet(&socket, packet).await;
     }
     Ok(http_util::text(StatusCode::OK, "text/html", "ok"))
+}
+
+enum BodyError {
+    TooLarge,
+    Aborted,
+}
+
+/// Reads a body into one buffer sized from its declared length (at most `limit`), so a body
+/// sent in many tiny pieces costs its own size, not one allocation per piece.
+async fn read_body<B>(body: B, capacity: usize, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::with_capacity(capacity.min(limit));
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(BodyError::Aborted);
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 fn too_large<H: Handler>(inner: &Inner<H>) -> Response<Body> {

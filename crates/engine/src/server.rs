@@ -22,16 +22,35 @@ use crate::http_util::Body;
 pub struct RemoteAddr(pub SocketAddr);
 
 /// Listener and connection limits.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Listen backlog (accept queue). Default 4096: a connect storm queues instead of failing.
     pub backlog: u32,
-    /// Most simultaneous connections; more wait in the accept queue. Default 100,000.
+    /// Most simultaneous TCP connections being served as HTTP; more wait in the accept queue.
+    /// A connection upgraded to WebSocket stops counting here once its 101 is sent: sessions
+    /// are capped by [`crate::EngineConfig::max_sessions`] for their whole life. Default
+    /// 100,000.
     pub max_connections: usize,
     /// Time a client has to send its request headers. Default 10 s.
     pub header_read_timeout: Duration,
-    /// Largest request head in bytes. Default 64 KiB.
+    /// Largest request head in bytes, as parsed (request line and headers); past it the
+    /// answer is 431. Default 64 KiB.
     pub max_header_bytes: usize,
+    /// Serve TLS with this acceptor (see [`tls_acceptor`]); `None` serves plain TCP. The TLS
+    /// handshake must finish within `header_read_timeout`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("backlog", &self.backlog)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServeConfig {
@@ -41,6 +60,7 @@ impl Default for ServeConfig {
             max_connections: 100_000,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            tls: None,
         }
     }
 }
@@ -57,13 +77,60 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
+/// A TLS acceptor from a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or
+/// SEC1), with the `ring` provider and HTTP/1.1 over ALPN. The error says which file is wrong.
+pub fn tls_acceptor(
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("{}: not a PEM certificate chain ({e})", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no certificate", cert_path.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| format!("{}: not a PEM private key ({e})", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!(
+                "{} does not match {}: {e}",
+                key_path.display(),
+                cert_path.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// A request handler for [`serve`].
 pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// Answers one request.
     fn call(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
 }
 
-struct Svc<S>(S, SocketAddr);
+struct Svc<S> {
+    handler: S,
+    peer: SocketAddr,
+    max_head: usize,
+}
+
+/// The size of a request head as parsed: request line and every header line.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+}
 
 impl<S: HttpHandler> hyper::service::Service<Request<Incoming>> for Svc<S> {
     type Response = Response<Body>;
@@ -71,8 +138,13 @@ impl<S: HttpHandler> hyper::service::Service<Request<Incoming>> for Svc<S> {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(RemoteAddr(self.1));
-        let handler = self.0.clone();
+        if head_size(&req) > self.max_head {
+            let mut res = Response::new(Body::default());
+            *res.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Box::pin(async move { Ok(res) });
+        }
+        req.extensions_mut().insert(RemoteAddr(self.peer));
+        let handler = self.handler.clone();
         Box::pin(async move { Ok(handler.call(req).await) })
     }
 }
@@ -105,26 +177,47 @@ pub async fn serve<S: HttpHandler>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let svc = Svc(handler.clone(), peer);
+        let svc = Svc {
+            handler: handler.clone(),
+            peer,
+            max_head: config.max_header_bytes,
+        };
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_bytes.max(8192));
         let shutdown = shutdown.clone();
+        let tls = config.tls.clone();
+        let handshake_timeout = config.header_read_timeout;
         tokio::spawn(async move {
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            match tls {
+                None => serve_io(TokioIo::new(stream), builder, svc, shutdown).await,
+                Some(acceptor) => {
+                    let accepted =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = accepted {
+                        serve_io(TokioIo::new(stream), builder, svc, shutdown).await;
+                    }
                 }
             }
             drop(permit);
         });
+    }
+}
+
+async fn serve_io<I, S>(io: I, builder: http1::Builder, svc: Svc<S>, shutdown: CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: HttpHandler,
+{
+    let conn = builder.serve_connection(io, svc).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
     }
 }

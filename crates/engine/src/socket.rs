@@ -117,6 +117,8 @@ pub struct EioSocket<D> {
     pub(crate) pong: Notify,
     pub(crate) post_in_flight: AtomicBool,
     pub(crate) get_pending: AtomicBool,
+    /// Set by the first GET or POST after the handshake.
+    pub(crate) polled: AtomicBool,
     pub(crate) drained: Notify,
     closed: CancellationToken,
     reason: OnceLock<CloseReason>,
@@ -158,6 +160,7 @@ impl<D> EioSocket<D> {
             pong: Notify::new(),
             post_in_flight: AtomicBool::new(false),
             get_pending: AtomicBool::new(false),
+            polled: AtomicBool::new(false),
             drained: Notify::new(),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
@@ -211,8 +214,9 @@ impl<D> EioSocket<D> {
         }
     }
 
-    /// Queues an item for the client. A full queue closes the session as a slow consumer: one
-    /// slow client never stalls a broadcast or grows memory without bound.
+    /// Queues an item for the client. A full queue (bytes already waiting plus this item over
+    /// the cap) closes the session as a slow consumer: one slow client never stalls a
+    /// broadcast or grows memory without bound. An item into an empty queue always fits.
     pub fn send(&self, item: Outgoing) -> Result<(), SendError> {
         self.enqueue(item, false)
     }
@@ -239,7 +243,9 @@ impl<D> EioSocket<D> {
         }
         let len = item.len();
         let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        let over = before + len > self.max_queue_bytes;
+        // The cap is on backlog: one item alone always fits, so no single packet, however
+        // large, can make its recipients look slow.
+        let over = before > 0 && before + len > self.max_queue_bytes;
         if over || self.tx.try_send(item).is_err() {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             if volatile {

@@ -1,11 +1,12 @@
 //! The WebSocket transport: a reader task and a writer task per connection, and the upgrade
 //! from long-polling (`2probe` / `3probe` / `5`).
 
-use crate::engine::{request_info, Engine, Inner};
+use crate::admission::Permit;
+use crate::engine::{Engine, Inner};
 use crate::error::CloseReason;
 use crate::handler::{Handler, Incoming};
 use crate::http_util::{self, Body};
-use crate::socket::{EioSocket, Frame, Outgoing, TransportKind};
+use crate::socket::{EioSocket, Frame, Outgoing, RequestInfo, TransportKind};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::header::{self, HeaderValue};
@@ -49,16 +50,27 @@ pub(crate) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
 #[derive(Debug)]
 pub(crate) struct BadUpgrade;
 
-/// Answers a WebSocket upgrade with 101 and serves the connection in a new task.
+/// True when `key` is what RFC 6455 §4.1 requires: the base64 of 16 bytes.
+fn valid_key(key: &HeaderValue) -> bool {
+    use base64::Engine as _;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key.as_bytes())
+            .is_ok_and(|k| k.len() == 16)
+}
+
+/// Answers a WebSocket upgrade with 101 and serves the connection in a new task: the upgrade
+/// of `existing`, or a new session admitted with `fresh`.
 pub(crate) fn accept<H: Handler, B: Send + 'static>(
     engine: Engine<H>,
     mut req: Request<B>,
     existing: Option<Arc<EioSocket<H::Data>>>,
+    fresh: Option<(RequestInfo, Permit)>,
 ) -> Result<Response<Body>, BadUpgrade> {
     let headers = req.headers();
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|k| !k.is_empty() && k.len() <= 64)
+        .filter(|k| valid_key(k))
         .ok_or(BadUpgrade)?;
     let version_ok = headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -70,7 +82,6 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
         return Err(BadUpgrade);
     }
     let accept = derive_accept_key(key.as_bytes());
-    let info = request_info(&req);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -86,9 +97,10 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        match existing {
-            None => {
-                let socket = engine.open_session(TransportKind::Websocket, info);
+        match (existing, fresh) {
+            (None, None) => {}
+            (None, Some((info, permit))) => {
+                let socket = engine.open_session(TransportKind::Websocket, info, permit);
                 let open = engine.open_packet(&socket).encode_text();
                 if socket.send(Outgoing::One(Frame::text(open))).is_err() {
                     return;
@@ -97,7 +109,7 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
                 let Some(rx) = socket.take_rx() else { return };
                 run(engine.inner.clone(), ws, socket, rx).await;
             }
-            Some(socket) => upgrade(engine, ws, socket).await,
+            (Some(socket), _) => upgrade(engine, ws, socket).await,
         }
     });
     let mut res = http_util::empty(StatusCode::SWITCHING_PROTOCOLS);

@@ -1,9 +1,14 @@
 //! Command-line and environment configuration, validated once into [`Config`].
 
+use crate::auth::{AuthMode, JwtVerifier};
+use crate::policy::PublishScope;
+use crate::relay::RelayConfig;
 use clap::Parser;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use switchboard::engine::{AllowOrigin, CorsConfig, EngineConfig};
+use switchboard::engine::{AllowOrigin, CorsConfig, EngineConfig, RateLimit};
 use switchboard::ServerConfig;
 
 /// One Switchboard gateway node: Socket.IO v4 on `/socket.io/` with built-in relay events.
@@ -27,9 +32,45 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
-    /// When set, every connection must send auth `{"token": "<value>"}`.
+    /// When set, every connection must send auth `{"token": "<value>"}` (one shared secret;
+    /// see the --jwt-* options for per-user tokens).
     #[arg(long, env = "SWITCHBOARD_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// HS256 secret: every connection presents a JWT signed with it, in auth `{"token"}` or
+    /// `Authorization: Bearer`.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file of the RSA (RS256...) or EC (ES256/ES384) public key that signs the JWTs.
+    #[arg(long, env = "SWITCHBOARD_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS file (JSON) of the RSA/EC keys that sign the JWTs, chosen by `kid`.
+    #[arg(long, env = "SWITCHBOARD_JWKS_FILE", value_name = "FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss` claim of the JWTs.
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim of the JWTs.
+    #[arg(long, env = "SWITCHBOARD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on the JWTs' `exp` and `nbf`.
+    #[arg(long, env = "SWITCHBOARD_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+    /// Glob patterns of rooms clients may join (repeatable or comma separated). Unset (and no
+    /// `rooms` claim in the token): every room except socket-id and `user:` rooms.
+    #[arg(long, env = "SWITCHBOARD_ALLOW_JOIN", value_delimiter = ',')]
+    pub allow_join: Vec<String>,
+    /// Glob patterns of rooms clients may publish to (repeatable or comma separated).
+    #[arg(long, env = "SWITCHBOARD_ALLOW_PUBLISH", value_delimiter = ',')]
+    pub allow_publish: Vec<String>,
+    /// Where `publish` may reach: `joined` (rooms the socket is in), `allowed` (rooms its
+    /// patterns allow) or `any` (any room or the whole namespace: trusted clients only).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PUBLISH_SCOPE",
+        value_enum,
+        default_value = "joined"
+    )]
+    pub publish_scope: PublishScope,
     /// Milliseconds between server pings.
     #[arg(long, env = "SWITCHBOARD_PING_INTERVAL_MS", default_value_t = 25_000)]
     pub ping_interval_ms: u64,
@@ -48,9 +89,48 @@ pub struct Args {
     /// Allowed browser origins, comma separated; `*` allows any. Unset: no CORS headers.
     #[arg(long, env = "SWITCHBOARD_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
-    /// Most simultaneous connections; more wait in the accept queue.
+    /// Most Engine.IO sessions at once (WebSocket and polling, each for its whole life);
+    /// handshakes past it get HTTP 503.
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
+    /// Most sessions at once from one client address (HTTP 429 past it). Unset: no limit.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Handshakes per second from one client address (token bucket; HTTP 429 past it).
+    /// Unset: no limit.
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKES_PER_SEC_PER_IP")]
+    pub handshakes_per_sec_per_ip: Option<f64>,
+    /// Burst of the per-address handshake rate. Default: twice the rate.
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_BURST")]
+    pub handshake_burst: Option<u32>,
+    /// Events per second one socket may send (token bucket): excess events get an error ack
+    /// `rate_limited`, and a socket that keeps flooding is disconnected. Unset: no limit.
+    #[arg(long, env = "SWITCHBOARD_MAX_EVENTS_PER_SEC")]
+    pub max_events_per_sec: Option<f64>,
+    /// Burst of the per-socket event rate. Default: twice the rate.
+    #[arg(long, env = "SWITCHBOARD_MAX_EVENTS_BURST")]
+    pub max_events_burst: Option<u32>,
+    /// Most binary attachments in one packet; a client sending more is disconnected.
+    #[arg(long, env = "SWITCHBOARD_MAX_ATTACHMENTS", default_value_t = 10)]
+    pub max_attachments: usize,
+    /// How long a polling POST body may take to arrive (HTTP 408 past it).
+    #[arg(long, env = "SWITCHBOARD_POLLING_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub polling_body_timeout: Duration,
+    /// Proxy address or CIDR whose `X-Forwarded-For` is believed (repeatable or comma
+    /// separated): it then gives the client address for the per-address limits and the
+    /// handshake. Unset: the TCP peer is the client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SWITCHBOARD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// PEM certificate chain: serve TLS (https/wss) on --listen. Needs --tls-key.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Listen backlog.
     #[arg(long, env = "SWITCHBOARD_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
@@ -109,6 +189,16 @@ pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
     unknown
 }
 
+/// Patterns as given, trimmed, empty entries dropped (`SWITCHBOARD_ALLOW_JOIN=` means none).
+fn patterns(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Relay limits.
 #[derive(Debug, Clone)]
 pub struct RelayLimits {
@@ -116,6 +206,16 @@ pub struct RelayLimits {
     pub max_rooms_per_socket: usize,
     /// Longest room name.
     pub max_room_name: usize,
+}
+
+/// TLS on the public listener (the acceptor holds the key: never printed).
+#[derive(Clone)]
+pub struct Tls(pub switchboard::engine::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(<acceptor>)")
+    }
 }
 
 /// The validated configuration.
@@ -127,16 +227,16 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Namespaces served (`/` first).
     pub namespaces: Vec<String>,
-    /// Required auth token.
-    pub auth_token: Option<String>,
     /// Server options.
     pub server: ServerConfig,
-    /// Connection cap.
-    pub max_connections: usize,
+    /// Cap on TCP connections being served as HTTP (sessions are capped in the engine).
+    pub max_http_connections: usize,
     /// Backlog.
     pub backlog: u32,
-    /// Relay limits.
-    pub relay: RelayLimits,
+    /// What the relay enforces.
+    pub relay: RelayConfig,
+    /// TLS on the public listener.
+    pub tls: Option<Tls>,
     /// Drain deadline.
     pub drain_timeout: Duration,
     /// Redis adapter settings; `None` for a single node.
@@ -144,10 +244,70 @@ pub struct Config {
 }
 
 impl Args {
+    /// The authentication the flags ask for; key files are read here.
+    fn auth_mode(&self) -> Result<AuthMode, String> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        let chosen = [
+            given(&self.auth_token).is_some(),
+            given(&self.jwt_secret).is_some(),
+            self.jwt_public_key.is_some(),
+            self.jwks_file.is_some(),
+        ]
+        .iter()
+        .filter(|set| **set)
+        .count();
+        if chosen > 1 {
+            return Err(
+                "--auth-token, --jwt-secret, --jwt-public-key and --jwks-file exclude each other: choose one"
+                    .into(),
+            );
+        }
+        if self.auth_token.is_some() && given(&self.auth_token).is_none() {
+            return Err("--auth-token is empty: give a secret or leave it unset".into());
+        }
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+        };
+        let verifier = if let Some(secret) = given(&self.jwt_secret) {
+            if secret.len() < 16 {
+                return Err(
+                    "--jwt-secret: use at least 16 bytes (32 random bytes recommended)".into(),
+                );
+            }
+            JwtVerifier::from_secret(secret.as_bytes())
+        } else if let Some(path) = &self.jwt_public_key {
+            JwtVerifier::from_public_pem(&read("--jwt-public-key", path)?)
+                .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?
+        } else if let Some(path) = &self.jwks_file {
+            JwtVerifier::from_jwks(&read("--jwks-file", path)?)
+                .map_err(|e| format!("--jwks-file {}: {e}", path.display()))?
+        } else {
+            if self.jwt_issuer.is_some() || self.jwt_audience.is_some() {
+                return Err(
+                    "--jwt-issuer and --jwt-audience need a key: --jwt-secret, --jwt-public-key or --jwks-file"
+                        .into(),
+                );
+            }
+            return Ok(match given(&self.auth_token) {
+                Some(token) => AuthMode::SharedToken(token.to_owned()),
+                None => AuthMode::Anonymous,
+            });
+        };
+        let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        Ok(AuthMode::Jwt(Arc::new(
+            verifier
+                .issuer(nonempty(&self.jwt_issuer))
+                .audience(nonempty(&self.jwt_audience))
+                .leeway(self.jwt_leeway),
+        )))
+    }
+
     /// Checks the arguments; the error says what to change.
     pub fn validate(self) -> Result<Config, String> {
         let mut namespaces = vec!["/".to_owned()];
-        for ns in self.namespaces {
+        for ns in &self.namespaces {
             let ns = ns.trim();
             if ns.is_empty() {
                 continue;
@@ -161,9 +321,68 @@ impl Args {
                 namespaces.push(ns.to_owned());
             }
         }
-        if self.auth_token.as_deref() == Some("") {
-            return Err("--auth-token is empty: give a secret or leave it unset".into());
+        let auth = self.auth_mode()?;
+        let rate = |flag: &str, rate: Option<f64>, burst: Option<u32>| match rate {
+            None if burst.is_some() => Err(format!("{flag}: a burst needs its rate")),
+            None => Ok(None),
+            Some(r) if !(r > 0.0 && r.is_finite()) => Err(format!("{flag}: must be above 0")),
+            Some(r) => {
+                let burst = burst.unwrap_or_else(|| ((r * 2.0).ceil() as u32).max(1));
+                if burst == 0 {
+                    return Err(format!("{flag}: the burst must be above 0"));
+                }
+                Ok(Some(RateLimit {
+                    per_second: r,
+                    burst,
+                }))
+            }
+        };
+        let handshake_rate = rate(
+            "--handshakes-per-sec-per-ip",
+            self.handshakes_per_sec_per_ip,
+            self.handshake_burst,
+        )?;
+        let event_rate = rate(
+            "--max-events-per-sec",
+            self.max_events_per_sec,
+            self.max_events_burst,
+        )?;
+        if self.max_connections == 0 || self.max_connections_per_ip == Some(0) {
+            return Err("--max-connections and --max-connections-per-ip must be above 0".into());
         }
+        if self.max_attachments == 0 {
+            return Err("--max-attachments must be above 0".into());
+        }
+        if self.polling_body_timeout.is_zero() {
+            return Err("--polling-body-timeout must be above 0".into());
+        }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "--trusted-proxy {p:?}: give an address or a CIDR such as 10.0.0.0/8"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (flag, given) in [
+            ("--allow-join", &self.allow_join),
+            ("--allow-publish", &self.allow_publish),
+        ] {
+            crate::policy::compile(&patterns(given)).map_err(|e| format!("{flag} {e}"))?;
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(Tls(switchboard::engine::tls_acceptor(cert, key)
+                .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?)),
+            _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
+        };
         if self.ping_interval_ms == 0 || self.ping_timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err(
                 "--ping-interval-ms, --ping-timeout-ms and --connect-timeout-ms must be above 0"
@@ -200,6 +419,11 @@ impl Args {
             max_payload: self.max_payload,
             max_queue_bytes: self.max_queue_bytes,
             cors,
+            max_sessions: self.max_connections,
+            max_sessions_per_ip: self.max_connections_per_ip,
+            handshake_rate_per_ip: handshake_rate,
+            trusted_proxies,
+            post_body_timeout: self.polling_body_timeout,
             ..EngineConfig::default()
         }
         .validate()
@@ -248,18 +472,27 @@ impl Args {
             listen: self.listen,
             admin_listen: self.admin_listen,
             namespaces,
-            auth_token: self.auth_token,
             server: ServerConfig {
                 engine,
                 connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+                max_attachments: self.max_attachments,
                 ..ServerConfig::default()
             },
-            max_connections: self.max_connections.max(1),
+            // A polling session may use two connections at once (a waiting GET and a POST).
+            max_http_connections: self.max_connections.saturating_mul(2).saturating_add(64),
             backlog: self.backlog.max(1),
-            relay: RelayLimits {
-                max_rooms_per_socket: self.max_rooms_per_socket,
-                max_room_name: self.max_room_name,
+            relay: RelayConfig {
+                limits: RelayLimits {
+                    max_rooms_per_socket: self.max_rooms_per_socket,
+                    max_room_name: self.max_room_name,
+                },
+                auth,
+                allow_join: patterns(&self.allow_join),
+                allow_publish: patterns(&self.allow_publish),
+                scope: self.publish_scope,
+                event_rate,
             },
+            tls,
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             redis,
         })

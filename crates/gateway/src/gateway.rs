@@ -46,13 +46,13 @@ impl Gateway {
         io.register_metrics(&mut registry);
         let relay_metrics = Arc::new(RelayMetrics::default());
         relay_metrics.register(&mut registry);
-        for name in &config.namespaces {
-            relay::install(
-                &io.of(name),
-                config.relay.clone(),
-                config.auth_token.clone(),
-                relay_metrics.clone(),
+        if matches!(config.relay.auth, crate::auth::AuthMode::Anonymous) {
+            tracing::warn!(
+                "no authentication configured: anyone who reaches --listen may connect; set --jwt-secret, --jwt-public-key, --jwks-file or --auth-token"
             );
+        }
+        for name in &config.namespaces {
+            relay::install(&io.of(name), config.relay.clone(), relay_metrics.clone())?;
         }
         Ok(Self {
             config,
@@ -93,7 +93,8 @@ impl Gateway {
         let stop_admin = CancellationToken::new();
         let serve_config = ServeConfig {
             backlog: self.config.backlog,
-            max_connections: self.config.max_connections,
+            max_connections: self.config.max_http_connections,
+            tls: self.config.tls.as_ref().map(|t| t.0.clone()),
             ..ServeConfig::default()
         };
         let sio = tokio::spawn(engine::serve(

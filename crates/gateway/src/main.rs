@@ -1,8 +1,10 @@
 //! `switchboard`: one Socket.IO gateway node. See `switchboard --help`.
 
 mod admin;
+mod auth;
 mod config;
 mod gateway;
+mod policy;
 mod relay;
 
 use clap::Parser;
@@ -22,7 +24,19 @@ fn main() {
     for var in config::unknown_env_vars(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!(variable = %var, "unknown SWITCHBOARD_* variable ignored; `switchboard --help` lists the valid ones");
     }
-    let config = match config::Args::parse().validate() {
+    let args = match config::Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            let code = match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => EXIT_CONFIG,
+            };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
+    let config = match args.validate() {
         Ok(c) => c,
         Err(err) => {
             eprintln!("switchboard: invalid configuration: {err}");

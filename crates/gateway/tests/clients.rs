@@ -104,6 +104,9 @@ impl Gateway {
         let bin = gateway_bin();
         let mut child = Command::new(&bin)
             .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
+            // The scenarios test client compatibility, whole-namespace publishes included;
+            // the publish scope has its own tests (security.rs).
+            .args(["--publish-scope", "any"])
             .args(flags)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")

@@ -18,6 +18,7 @@ impl Gw {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--redis-url", redis_url, "--node-id", node_id])
+            .args(["--publish-scope", "any"])
             .env("RUST_LOG", "info");
         Gw(support::GatewayProcess::spawn(cmd, &format!("gateway {node_id}")).await)
     }

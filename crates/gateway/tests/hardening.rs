@@ -1027,7 +1027,14 @@ fn raw_ws_connect(addr: SocketAddr) -> TcpStream {
 
 #[test]
 fn slow_consumer_is_disconnected_and_publisher_keeps_working() {
-    let mut gw = Gateway::start(&["--max-payload", "100000", "--max-queue-bytes", "200000"]);
+    let mut gw = Gateway::start(&[
+        "--max-payload",
+        "100000",
+        "--max-queue-bytes",
+        "200000",
+        "--publish-scope",
+        "any",
+    ]);
     let mut innocent = Innocent::connect(&gw);
     let mut publisher = Innocent::connect(&gw);
 

@@ -98,6 +98,9 @@ pub enum DecodeError {
     /// A placeholder's `num` is not an integer index of a received attachment.
     #[error("invalid attachment placeholder")]
     InvalidPlaceholder,
+    /// The reassembled packet (text plus every attachment) is over the decoder's byte limit.
+    #[error("packet too large")]
+    TooLarge,
 }
 
 impl DecodeError {
@@ -114,6 +117,7 @@ impl DecodeError {
             Self::UnexpectedText => "unexpected_text",
             Self::UnexpectedBinary => "unexpected_binary",
             Self::InvalidPlaceholder => "invalid_placeholder",
+            Self::TooLarge => "packet_too_large",
         }
     }
 }
@@ -132,6 +136,7 @@ pub enum Decoded {
 struct Pending {
     packet: Packet,
     expected: usize,
+    bytes: usize,
 }
 
 /// A stateful decoder for one connection: text packets decode at once, binary packets wait for
@@ -139,6 +144,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct Decoder {
     max_attachments: usize,
+    max_bytes: usize,
     pending: Option<Pending>,
 }
 
@@ -151,8 +157,16 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder that refuses binary packets declaring more than `max_attachments` attachments.
     pub fn new(max_attachments: usize) -> Self {
+        Self::with_limits(max_attachments, usize::MAX)
+    }
+
+    /// A decoder that also refuses a packet whose text plus attachments exceed `max_bytes`
+    /// once reassembled: each message may be under the transport's limit while the packet a
+    /// peer builds from them is not.
+    pub fn with_limits(max_attachments: usize, max_bytes: usize) -> Self {
         Self {
             max_attachments,
+            max_bytes,
             pending: None,
         }
     }
@@ -168,6 +182,9 @@ impl Decoder {
             self.pending = None;
             return Err(DecodeError::UnexpectedText);
         }
+        if text.len() > self.max_bytes {
+            return Err(DecodeError::TooLarge);
+        }
         let (packet, attachments) = parse_text(text, self.max_attachments)?;
         if attachments == 0 {
             return Ok(Decoded::Packet(packet));
@@ -175,6 +192,7 @@ impl Decoder {
         self.pending = Some(Pending {
             packet,
             expected: attachments,
+            bytes: text.len(),
         });
         Ok(Decoded::NeedAttachments)
     }
@@ -182,6 +200,10 @@ impl Decoder {
     /// Decodes a binary Engine.IO message: the next attachment of the pending packet.
     pub fn decode_binary(&mut self, data: Bytes) -> Result<Decoded, DecodeError> {
         let mut pending = self.pending.take().ok_or(DecodeError::UnexpectedBinary)?;
+        pending.bytes = pending.bytes.saturating_add(data.len());
+        if pending.bytes > self.max_bytes {
+            return Err(DecodeError::TooLarge);
+        }
         let list = match &mut pending.packet.kind {
             PacketKind::Event { attachments, .. } | PacketKind::Ack { attachments, .. } => {
                 attachments
@@ -560,6 +582,37 @@ mod tests {
         assert!(matches!(p.kind, PacketKind::Event { id: Some(789), .. }));
         assert_eq!(p.encode(), header);
         assert!(!d.is_pending());
+    }
+
+    #[test]
+    fn reassembled_size_is_capped() {
+        let header =
+            "52-[\"m\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]";
+        let limit = header.len() + 10;
+        let mut d = Decoder::with_limits(10, limit);
+        assert_eq!(d.decode_text(header), Ok(Decoded::NeedAttachments));
+        assert_eq!(
+            d.decode_binary(Bytes::from(vec![0u8; 6])),
+            Ok(Decoded::NeedAttachments)
+        );
+        // Each part alone is small; together they pass the limit.
+        assert_eq!(
+            d.decode_binary(Bytes::from(vec![0u8; 6])),
+            Err(DecodeError::TooLarge)
+        );
+        assert!(!d.is_pending());
+        let mut d = Decoder::with_limits(10, 8);
+        assert_eq!(
+            d.decode_text("2[\"long-name\"]"),
+            Err(DecodeError::TooLarge)
+        );
+        let mut d = Decoder::with_limits(10, limit + 2);
+        d.decode_text(header).expect("header");
+        d.decode_binary(Bytes::from(vec![0u8; 6])).expect("first");
+        assert!(matches!(
+            d.decode_binary(Bytes::from(vec![0u8; 6])),
+            Ok(Decoded::Packet(_))
+        ));
     }
 
     #[test]
