@@ -25,6 +25,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   as_root apt-get install -y -q redis-server
   # Debian starts a system instance on 6379; the tests never use it.
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+  step "installing openssl (apt-get; the security tests make their keys and certificates with it)"
+  as_root apt-get update -q
+  as_root apt-get install -y -q openssl
+fi
 if ! command -v python3 >/dev/null 2>&1; then
   step "installing python3 and pip (apt-get)"
   as_root apt-get update -q

@@ -57,6 +57,9 @@ function cmdConnect(cmd) {
   if (cmd.auth !== undefined) opts.auth = fromWire(cmd.auth);
   if (cmd.query !== undefined) opts.query = cmd.query;
   if (typeof cmd.path === 'string') opts.path = cmd.path;
+  if (cmd.extraHeaders !== undefined) opts.extraHeaders = cmd.extraHeaders;
+  // Any other client option (e.g. rejectUnauthorized for a test certificate).
+  if (cmd.opts !== undefined) Object.assign(opts, cmd.opts);
   const socket = io(socketUrl(cmd.url, cmd.nsp), opts);
   const c = { socket, events: [], waiters: new Set(), disconnectReason: null, connects: 0 };
   clients.set(name, c);
@@ -94,7 +97,8 @@ function cmdConnect(cmd) {
       log(`${name}: connect_error ${errorMessage(err)}`);
       if (!settled) {
         settled = true;
-        reject(new Error(`connect_error: ${errorMessage(err)}`));
+        const data = err && err.data !== undefined ? ` data=${JSON.stringify(err.data)}` : '';
+        reject(new Error(`connect_error: ${errorMessage(err)}${data}`));
       }
     });
   });
