@@ -330,6 +330,28 @@ mod tests {
     }
 
     #[test]
+    fn expiry_edge_cases_are_refused() {
+        let v = JwtVerifier::from_secret(b"s3cret").leeway(Duration::ZERO);
+        let t = |claims: Value| v.verify(&hs(claims, "s3cret")).err();
+        assert_eq!(t(json!({"exp": now() - 1})), Some("token expired"));
+        assert_eq!(t(json!({"exp": now() - 61})), Some("token expired"));
+        assert!(t(json!({"exp": (now() + 60).to_string()})).is_some());
+        assert!(t(json!({"exp": (now() + 60) as f64 + 0.5})).is_some());
+        assert_eq!(
+            t(json!({"exp": now() + 600, "nbf": now() + 300})),
+            Some("token not yet valid")
+        );
+        assert_eq!(
+            t(json!({"exp": now() + 60, "rooms": "x"})),
+            Some("malformed claims")
+        );
+        let lenient = JwtVerifier::from_secret(b"s3cret").leeway(Duration::from_secs(30));
+        assert!(lenient
+            .verify(&hs(json!({"exp": now() - 5}), "s3cret"))
+            .is_ok());
+    }
+
+    #[test]
     fn alg_none_is_refused_by_name() {
         use base64::Engine as _;
         let b64 = |v: Value| {
@@ -342,5 +364,17 @@ mod tests {
         );
         let v = JwtVerifier::from_secret(b"s3cret");
         assert_eq!(v.verify(&token).err(), Some("algorithm not allowed"));
+        for alg in ["None", "NONE", "nOnE"] {
+            let token = format!(
+                "{}.{}.",
+                b64(json!({"alg": alg})),
+                b64(json!({"exp": now() + 60}))
+            );
+            assert_eq!(
+                v.verify(&token).err(),
+                Some("algorithm not allowed"),
+                "{alg}"
+            );
+        }
     }
 }
