@@ -261,6 +261,25 @@ impl<H: Handler> Engine<H> {
         socket
     }
 
+    /// Lets every closed polling session that has no request in flight leave at once instead of
+    /// waiting up to `close_timeout` for its client's last GET: its client is gone (an abandoned
+    /// session) or between two polls (its next poll gets `Session ID unknown` and it reconnects).
+    /// Returns how many sessions were released. Used while draining.
+    pub fn release_idle_closed(&self) -> usize {
+        let mut released = 0;
+        for socket in self.inner.sessions.all() {
+            if socket.is_closed()
+                && socket.transport() == TransportKind::Polling
+                && !socket.get_pending.load(Ordering::Acquire)
+                && !socket.post_in_flight.load(Ordering::Acquire)
+            {
+                socket.drained.notify_one();
+                released += 1;
+            }
+        }
+        released
+    }
+
     /// Closes every session with `reason` (e.g. at shutdown).
     pub fn close_all(&self, reason: CloseReason) {
         for socket in self.inner.sessions.all() {

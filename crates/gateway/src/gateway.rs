@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 const DRAIN_BATCH: usize = 500;
 /// Pause between drain batches.
 const DRAIN_PAUSE: Duration = Duration::from_millis(20);
+/// How often the drain checks what is left.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// Least time between two `drain progress` log lines.
+const DRAIN_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// A running gateway node.
 pub struct Gateway {
@@ -124,20 +128,28 @@ impl Gateway {
         stop_accepting.cancel();
         self.io.close(DRAIN_BATCH, DRAIN_PAUSE).await;
         let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        let mut last_progress = tokio::time::Instant::now();
         loop {
+            // A closed polling session whose client is not polling has no transport to flush.
+            engine.release_idle_closed();
+            tokio::task::yield_now().await;
             let left = engine.session_count();
             if left == 0 {
                 break;
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 tracing::warn!(
                     left,
                     "drain deadline reached; exiting with connections open"
                 );
                 break;
             }
-            tracing::info!(left, "drain progress");
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            if now.duration_since(last_progress) >= DRAIN_PROGRESS_EVERY {
+                tracing::info!(left, "drain progress");
+                last_progress = now;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
         }
         stop_admin.cancel();
         let _ = sio.await;
