@@ -183,6 +183,7 @@ fn reply(conn: &Conn, packet: &Packet) {
 }
 
 async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Option<Value>) {
+    let started = std::time::Instant::now();
     let metrics = &server.shared.metrics;
     if conn.data.get(&nsp).is_some() {
         return refuse(server, conn, "invalid_state");
@@ -226,4 +227,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     // waits behind it.
     ns.run_connection_handlers(&socket);
     socket.flush_connect(encode(&Packet::connect_ok(&nsp, socket.id().as_str())));
+    metrics
+        .connect_duration
+        .observe(started.elapsed().as_secs_f64());
 }

@@ -339,6 +339,7 @@ impl Namespace {
     }
 
     pub(crate) fn local_broadcast(&self, packet: &EventPacket, opts: &BroadcastOptions) -> usize {
+        let started = std::time::Instant::now();
         let targets = self.select(opts);
         if targets.is_empty() {
             return 0;
@@ -363,6 +364,8 @@ impl Namespace {
         let m = self.metrics();
         m.broadcasts.inc();
         m.broadcast_recipients.inc_by(delivered as u64);
+        m.broadcast_duration
+            .observe(started.elapsed().as_secs_f64());
         delivered
     }
 
@@ -371,6 +374,7 @@ impl Namespace {
         packet: &EventPacket,
         opts: &BroadcastOptions,
     ) -> (usize, mpsc::UnboundedReceiver<Payload>) {
+        let started = std::time::Instant::now();
         let (tx, rx) = mpsc::unbounded_channel();
         let targets = self.select(opts);
         if targets.is_empty() {
@@ -404,6 +408,9 @@ impl Namespace {
         }
         self.metrics().broadcasts.inc();
         self.metrics().broadcast_recipients.inc_by(count as u64);
+        self.metrics()
+            .broadcast_duration
+            .observe(started.elapsed().as_secs_f64());
         (count, rx)
     }
 

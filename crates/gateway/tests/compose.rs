@@ -1,17 +1,19 @@
-//! `deploy/docker-compose.yml` and `deploy/Dockerfile`, checked without Docker.
+//! `docker-compose.yml`, `deploy/Dockerfile`, `deploy/haproxy.cfg`, `deploy/prometheus.yml` and
+//! `deploy/grafana/`, checked without Docker.
 //!
-//! The compose file is parsed and its topology checked: one Redis without persistence; three
-//! gateway services built from `deploy/Dockerfile`, configured only through the `SWITCHBOARD_*`
-//! variables that `switchboard --help` lists, with unique node ids, one Redis URL naming the redis
-//! service, listeners reachable from outside their container, unique published ports, a stop
-//! grace period longer than the drain, and a healthcheck. The Dockerfile is checked too (its Rust
-//! image is new enough for the locked dependencies, both stages share one Debian release).
-//!
-//! Then the same topology runs as plain processes: a throw-away redis-server and the three
-//! gateway binaries with the containers' environment (image `ENV`, then the service's
-//! `environment`), addresses moved to loopback. Each node must turn ready, pass the compose
-//! healthcheck command, and a relay `publish` from a client on the first node must reach clients on
-//! the others.
+//! The compose file is parsed and its topology checked: one Redis without persistence; one
+//! `gateway` service built from `deploy/Dockerfile` that can be scaled (`--scale gateway=N`: no
+//! container name, no fixed host port, no node id so each replica picks a random one), configured
+//! only through the `SWITCHBOARD_*` variables that `switchboard --help` lists, listening where
+//! the other containers reach it, stopped with a grace period longer than the drain, and
+//! health-checked on `/ready`; HAProxy in front with the gateways found by DNS
+//! (`server-template`), health checks on the admin port's `/ready` and long-polling affinity by
+//! session id or cookie; Prometheus finding every replica by DNS; Grafana provisioned with that
+//! Prometheus and the dashboard. HAProxy's and Prometheus's own checkers (`haproxy -c`,
+//! `promtool check config`) read the config files. Then a real gateway gets traffic from official
+//! clients and every metric the dashboard queries must be in its `/metrics`, and the image's
+//! HEALTHCHECK command must pass on it. `crates/gateway/tests/local_cluster.rs` runs the same
+//! topology as processes.
 
 #[path = "../../redis-adapter/tests/support/mod.rs"]
 mod cluster_support;
@@ -27,14 +29,15 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
 
-const COMPOSE_FILE: &str = "deploy/docker-compose.yml";
+const COMPOSE_FILE: &str = "docker-compose.yml";
+const HAPROXY_CFG: &str = "deploy/haproxy.cfg";
+const PROMETHEUS_YML: &str = "deploy/prometheus.yml";
+const DASHBOARD: &str = "deploy/grafana/dashboards/switchboard.json";
+const DATASOURCE: &str = "deploy/grafana/provisioning/datasources/prometheus.yml";
+const DASHBOARD_PROVIDER: &str = "deploy/grafana/provisioning/dashboards/switchboard.yml";
 const DOCKERFILE: &str = "deploy/Dockerfile";
 /// Environment variables a gateway service may set besides the gateway's own flags.
 const OTHER_ENV: &[&str] = &["RUST_LOG", "RUST_BACKTRACE"];
-/// The variables that differ between the nodes of one cluster; all others must be the same on
-/// every node (docs/cluster.md, "Rules for every node of one cluster"; behind one load balancer a
-/// client may reach any node, hence the auth token and the limits too).
-const NODE_SPECIFIC_ENV: &[&str] = &["SWITCHBOARD_NODE_ID"];
 /// What Docker waits after SIGTERM before SIGKILL when `stop_grace_period` is not set.
 const DOCKER_DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// The gateway's default `--drain-timeout-secs`.
@@ -49,8 +52,9 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// Relative paths in the compose file start here.
 fn compose_dir() -> PathBuf {
-    workspace_root().join("deploy")
+    workspace_root()
 }
 
 /// The compose file as YAML, anchors and `<<` merge keys resolved.
@@ -283,13 +287,6 @@ fn parse_redis_url(url: &str) -> Result<RedisUrl, String> {
     })
 }
 
-/// The same URL on `127.0.0.1:port`, credentials and database kept.
-fn redis_url_on_loopback(url: &str, port: u16) -> String {
-    let u = parse_redis_url(url).expect("checked by check_compose");
-    let credentials = u.credentials.map(|c| format!("{c}@")).unwrap_or_default();
-    format!("redis://{credentials}127.0.0.1:{port}{}", u.path)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The Dockerfile
 // ---------------------------------------------------------------------------------------------
@@ -306,6 +303,8 @@ struct DockerFacts {
     expose: BTreeSet<u16>,
     user: Option<String>,
     entrypoint: Option<Vec<String>>,
+    /// The final stage's `HEALTHCHECK ... CMD [...]` command (exec form).
+    healthcheck: Option<Vec<String>>,
 }
 
 fn docker_facts(text: &str) -> DockerFacts {
@@ -343,6 +342,7 @@ fn docker_facts(text: &str) -> DockerFacts {
                 f.expose.clear();
                 f.user = None;
                 f.entrypoint = None;
+                f.healthcheck = None;
             }
             "RUN" => f.runs.push(rest.to_owned()),
             "ENV" => {
@@ -366,6 +366,11 @@ fn docker_facts(text: &str) -> DockerFacts {
             ),
             "USER" => f.user = Some(rest.to_owned()),
             "ENTRYPOINT" => f.entrypoint = serde_json::from_str(rest).ok(),
+            "HEALTHCHECK" => {
+                f.healthcheck = rest
+                    .find("CMD ")
+                    .and_then(|i| serde_json::from_str(rest[i + 4..].trim()).ok());
+            }
             _ => {}
         }
     }
@@ -518,6 +523,12 @@ fn check_dockerfile(
         )),
         Some(_) => {}
     }
+    match &f.healthcheck {
+        Some(cmd) if cmd.join(" ").contains("/ready") && cmd.join(" ").contains("SWITCHBOARD_ADMIN_LISTEN") => {}
+        _ => errs.push(format!(
+            "{DOCKERFILE}: add a HEALTHCHECK CMD [...] (exec form) asking /ready on the port of SWITCHBOARD_ADMIN_LISTEN"
+        )),
+    }
     for key in f.env.keys() {
         if key.starts_with("SWITCHBOARD_") && !known.contains(key) {
             errs.push(format!(
@@ -545,21 +556,23 @@ fn check_dockerfile(
 // The compose file
 // ---------------------------------------------------------------------------------------------
 
-/// A gateway service as its container sees it.
+/// The gateway service as its containers see it.
 #[derive(Debug, Clone)]
 struct Gateway {
     service: String,
     /// The container's environment: the image's `ENV`, overridden by `environment:`.
     env: BTreeMap<String, String>,
-    /// The container port of `SWITCHBOARD_LISTEN`, when it is valid.
-    listen_port: Option<u16>,
-    /// The healthcheck command (without `CMD`), compose's `$$` resolved.
+    /// The container port of `SWITCHBOARD_LISTEN`.
+    listen_port: u16,
+    /// The container port of `SWITCHBOARD_ADMIN_LISTEN`.
+    admin_port: u16,
+    /// The healthcheck command (the service's, else the image's), compose's `$$` resolved.
     healthcheck: Vec<String>,
 }
 
 #[derive(Debug)]
 struct Topology {
-    gateways: Vec<Gateway>,
+    gateway: Gateway,
 }
 
 /// The unspecified-address listener of `key` (`0.0.0.0:PORT` or `[::]:PORT`), or what is wrong.
@@ -582,8 +595,73 @@ fn container_listener(
     Ok(addr.port())
 }
 
-/// Checks the compose file against the image (`image` is what the Dockerfile sets) and the
-/// gateway's flags; returns the gateways, or every problem found.
+/// The services whose image name (without registry and tag) is `name`.
+fn services_with_image<'a>(services: &'a [(String, &'a Value)], name: &str) -> Vec<&'a str> {
+    services
+        .iter()
+        .filter(|(_, svc)| {
+            svc.get("image").and_then(scalar).is_some_and(|i| {
+                i.split(':').next().unwrap_or_default().rsplit('/').next() == Some(name)
+            })
+        })
+        .map(|(n, _)| n.as_str())
+        .collect()
+}
+
+/// The one service with image `name`, or an error.
+fn one_service<'a>(
+    services: &'a [(String, &'a Value)],
+    name: &str,
+    errs: &mut Vec<String>,
+) -> Option<(&'a str, &'a Value)> {
+    match services_with_image(services, name).as_slice() {
+        [one] => services
+            .iter()
+            .find(|(n, _)| n == one)
+            .map(|(n, v)| (n.as_str(), *v)),
+        found => {
+            errs.push(format!(
+                "expected exactly one service with a {name} image, found {found:?}"
+            ));
+            None
+        }
+    }
+}
+
+/// The host side of a bind mount of `target` in `svc`, resolved from the compose directory.
+fn mount_source(name: &str, svc: &Value, target: &str, errs: &mut Vec<String>) -> Option<PathBuf> {
+    let found = svc
+        .get("volumes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(scalar)
+        .find_map(|v| {
+            let mut parts = v.split(':');
+            let source = parts.next()?.to_owned();
+            (parts.next()? == target).then_some(source)
+        });
+    match found {
+        Some(source) if source.starts_with('.') => {
+            let path = compose_dir().join(&source);
+            if path.exists() {
+                Some(path)
+            } else {
+                errs.push(format!("{name}: mounts {source}, which does not exist"));
+                None
+            }
+        }
+        _ => {
+            errs.push(format!(
+                "{name}: mount a file of the repository (./deploy/...) at {target}"
+            ));
+            None
+        }
+    }
+}
+
+/// Checks the compose file and the files it mounts against the image (`image` is what the
+/// Dockerfile sets) and the gateway's flags; returns the gateway, or every problem found.
 fn check_compose(
     doc: &Value,
     image: &DockerFacts,
@@ -597,46 +675,65 @@ fn check_compose(
         .filter_map(|(k, v)| Some((scalar(k)?, v)))
         .collect();
     let mut errs = Vec::new();
-    let redis: Vec<&(String, &Value)> = services
-        .iter()
-        .filter(|(_, svc)| {
-            svc.get("image").and_then(scalar).is_some_and(|i| {
-                i.split(':').next().unwrap_or_default().rsplit('/').next() == Some("redis")
-            })
-        })
-        .collect();
-    let [(redis_name, redis_svc)] = redis.as_slice() else {
-        return Err(vec![format!(
-            "expected exactly one service with a redis image, found {:?}",
-            redis.iter().map(|(n, _)| n).collect::<Vec<_>>()
-        )]);
+    let Some((redis_name, redis_svc)) = one_service(&services, "redis", &mut errs) else {
+        return Err(errs);
     };
-    let redis = (
-        redis_name.as_str(),
-        check_redis(redis_name, redis_svc, &mut errs),
-    );
-    let gateways: Vec<Gateway> = services
+    let redis = (redis_name, check_redis(redis_name, redis_svc, &mut errs));
+    let built: Vec<&(String, &Value)> = services
         .iter()
         .filter(|(_, svc)| svc.get("build").is_some())
-        .filter_map(|(name, svc)| check_gateway(name, svc, redis, image, known, &mut errs))
         .collect();
-    if gateways.len() != 3 {
+    let [(gateway_name, gateway_svc)] = built.as_slice() else {
         errs.push(format!(
-            "expected three gateway services built from {DOCKERFILE}, found {:?}",
-            gateways.iter().map(|g| &g.service).collect::<Vec<_>>()
+            "expected one gateway service built from {DOCKERFILE} (scaled with --scale), found {:?}",
+            built.iter().map(|(n, _)| n).collect::<Vec<_>>()
         ));
-    }
-    check_cluster(&gateways, &mut errs);
+        return Err(errs);
+    };
+    let gateway = check_gateway(gateway_name, gateway_svc, redis, image, known, &mut errs);
     check_host_ports(&services, &mut errs);
-    for (name, svc) in &services {
-        if svc.get("build").is_none() && name != redis_name {
-            check_balancer(name, svc, &gateways, &mut errs);
+    if let Some(g) = &gateway {
+        if let Some((name, svc)) = one_service(&services, "haproxy", &mut errs) {
+            if let Some(path) =
+                mount_source(name, svc, "/usr/local/etc/haproxy/haproxy.cfg", &mut errs)
+            {
+                let cfg = std::fs::read_to_string(&path).unwrap_or_default();
+                errs.extend(
+                    check_haproxy(&cfg, g)
+                        .into_iter()
+                        .map(|e| format!("{name}: {e}")),
+                );
+                let published: Vec<u16> = svc
+                    .get("ports")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| parse_port(p).ok().map(|p| p.target))
+                    .collect();
+                match haproxy_bind(&cfg, "socketio") {
+                    Some(port) if published.contains(&port) => {}
+                    port => errs.push(format!(
+                        "{name}: publish the Socket.IO frontend's port {port:?} (ports target {published:?})"
+                    )),
+                }
+            }
+        }
+        if let Some((name, svc)) = one_service(&services, "prometheus", &mut errs) {
+            if let Some(path) = mount_source(name, svc, "/etc/prometheus/prometheus.yml", &mut errs)
+            {
+                let yml = std::fs::read_to_string(&path).unwrap_or_default();
+                errs.extend(
+                    check_prometheus(&yml, g)
+                        .into_iter()
+                        .map(|e| format!("{name}: {e}")),
+                );
+            }
+            check_grafana(&services, name, &mut errs);
         }
     }
-    if errs.is_empty() {
-        Ok(Topology { gateways })
-    } else {
-        Err(errs)
+    match gateway {
+        Some(gateway) if errs.is_empty() => Ok(Topology { gateway }),
+        _ => Err(errs),
     }
 }
 
@@ -679,8 +776,9 @@ fn check_redis(name: &str, svc: &Value, errs: &mut Vec<String>) -> u16 {
         .unwrap_or(6379)
 }
 
-/// One service with `build`: built from deploy/Dockerfile, configured by known variables only,
-/// reachable, in the cluster on `redis` (service name, port), stopped gently, health-checked.
+/// The service with `build`: built from deploy/Dockerfile, scalable, configured by known
+/// variables only, reachable, in the cluster on `redis` (service name, port), stopped gently,
+/// health-checked.
 fn check_gateway(
     name: &str,
     svc: &Value,
@@ -719,6 +817,27 @@ fn check_gateway(
             ));
         }
     }
+    if svc.get("container_name").is_some() {
+        errs.push(format!(
+            "{name}: no container_name: replicas need their own names (--scale {name}=N)"
+        ));
+    }
+    for p in svc
+        .get("ports")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(Port {
+            published: Some(host),
+            ..
+        }) = parse_port(p)
+        {
+            errs.push(format!(
+                "{name}: no fixed host port ({host}): a second replica could not bind it; clients come through the balancer"
+            ));
+        }
+    }
     if svc.get("restart").and_then(scalar).as_deref() != Some("unless-stopped") {
         errs.push(format!("{name}: set `restart: unless-stopped`"));
     }
@@ -740,59 +859,24 @@ fn check_gateway(
     }
     let mut env = image.env.clone();
     env.extend(own_env);
-
-    // Listeners reachable from outside the container; the Socket.IO port published.
+    if env.contains_key("SWITCHBOARD_NODE_ID") {
+        errs.push(format!(
+            "{name}: do not set SWITCHBOARD_NODE_ID: every replica would share it and drop the others' messages (unset, each picks a random id)"
+        ));
+    }
     let listen = container_listener(name, &env, "SWITCHBOARD_LISTEN");
     let admin = container_listener(name, &env, "SWITCHBOARD_ADMIN_LISTEN");
-    let listen_port = listen.as_ref().ok().copied();
-    match (listen, admin) {
-        (Ok(listen), Ok(admin)) => {
-            let mut targets = Vec::new();
-            for p in svc
-                .get("ports")
-                .and_then(Value::as_sequence)
-                .into_iter()
-                .flatten()
-            {
-                // A port that does not parse is reported by check_host_ports.
-                if let Ok(p) = parse_port(p) {
-                    targets.push(p.target);
-                }
-            }
-            if !targets.contains(&listen) {
-                errs.push(format!(
-                    "{name}: the Socket.IO port {listen} is not published (ports target {targets:?})"
-                ));
-            }
-            for t in targets {
-                if t != listen && t != admin {
-                    errs.push(format!(
-                        "{name}: publishes container port {t}, where nothing listens ({listen} and {admin} do)"
-                    ));
-                }
-            }
+    let (listen_port, admin_port) = match (listen, admin) {
+        (Ok(l), Ok(a)) => (Some(l), Some(a)),
+        (l, a) => {
+            errs.extend(l.err());
+            errs.extend(a.err());
+            (None, None)
         }
-        (listen, admin) => {
-            errs.extend(listen.err());
-            errs.extend(admin.err());
-        }
-    }
-
-    // The cluster settings.
-    match env.get("SWITCHBOARD_NODE_ID") {
-        None => errs.push(format!(
-            "{name}: set SWITCHBOARD_NODE_ID (random ids make timeout errors unreadable)"
-        )),
-        Some(id) if id.is_empty() || id.len() > 64 || id.contains('#') => {
-            errs.push(format!(
-                "{name}: node id {id:?}: 1 to 64 characters without '#'"
-            ));
-        }
-        Some(_) => {}
-    }
+    };
     match env.get("SWITCHBOARD_REDIS_URL").map(|u| parse_redis_url(u)) {
         None => errs.push(format!(
-            "{name}: set SWITCHBOARD_REDIS_URL, or the node runs alone"
+            "{name}: set SWITCHBOARD_REDIS_URL, or each replica runs alone"
         )),
         Some(Err(e)) => errs.push(format!("{name}: SWITCHBOARD_REDIS_URL {e}")),
         Some(Ok(u)) if u.host != redis_name || u.port != redis_port => errs.push(format!(
@@ -814,85 +898,55 @@ fn check_gateway(
     match grace {
         None => errs.push(format!("{name}: stop_grace_period is not a duration")),
         Some(g) if g <= Duration::from_secs(drain) => errs.push(format!(
-            "{name}: stop_grace_period {g:?} is not longer than the {drain} s drain: docker stop would SIGKILL draining nodes"
+            "{name}: stop_grace_period {g:?} is not longer than the {drain} s drain: docker stop would SIGKILL draining gateways"
         )),
         Some(_) => {}
     }
 
-    // The healthcheck, in exec form (or CMD-SHELL).
-    let test: Vec<String> = svc
-        .get("healthcheck")
+    // The healthcheck: the service's (exec form or CMD-SHELL), else the image's.
+    let hc = svc.get("healthcheck");
+    if hc.and_then(|h| h.get("disable")).and_then(Value::as_bool) == Some(true) {
+        errs.push(format!(
+            "{name}: keep the healthcheck: a gateway that is not ready must show as unhealthy"
+        ));
+    }
+    let test: Vec<String> = hc
         .and_then(|h| h.get("test"))
         .and_then(Value::as_sequence)
         .map(|items| items.iter().filter_map(scalar).collect())
         .unwrap_or_default();
     let healthcheck = match test.split_first() {
-        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest
+            .iter()
+            .map(|a| unescape_dollars(a))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| {
+                errs.push(format!("{name}: healthcheck {e}"));
+                Vec::new()
+            }),
         Some((kind, [script])) if kind == "CMD-SHELL" => {
             vec!["/bin/sh".into(), "-c".into(), script.clone()]
         }
-        _ => {
+        Some(_) => {
             errs.push(format!(
-                "{name}: add a healthcheck on /ready (test: [\"CMD\", ...])"
+                "{name}: healthcheck test must be [\"CMD\", ...] or [\"CMD-SHELL\", \"...\"]"
             ));
             Vec::new()
         }
+        None => image.healthcheck.clone().unwrap_or_default(),
     };
-    let healthcheck = healthcheck
-        .iter()
-        .map(|a| unescape_dollars(a))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap_or_else(|e| {
-            errs.push(format!("{name}: healthcheck {e}"));
-            Vec::new()
-        });
+    if healthcheck.is_empty() {
+        errs.push(format!(
+            "{name}: no healthcheck: add one on /ready (the image's HEALTHCHECK or the service's)"
+        ));
+    }
     Some(Gateway {
         service: name.to_owned(),
         env,
-        listen_port,
+        listen_port: listen_port?,
+        admin_port: admin_port?,
         healthcheck,
     })
-}
-
-/// Unique node ids, and the same settings on every node.
-fn check_cluster(gateways: &[Gateway], errs: &mut Vec<String>) {
-    let mut ids: HashMap<&str, &str> = HashMap::new();
-    for g in gateways {
-        if let Some(id) = g.env.get("SWITCHBOARD_NODE_ID") {
-            if let Some(other) = ids.insert(id, &g.service) {
-                errs.push(format!(
-                    "{} and {other} share the node id {id:?}: each drops the other's messages",
-                    g.service
-                ));
-            }
-        }
-    }
-    let shared = |g: &Gateway| -> BTreeMap<String, String> {
-        g.env
-            .iter()
-            .filter(|(k, _)| !NODE_SPECIFIC_ENV.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    let Some((first, others)) = gateways.split_first() else {
-        return;
-    };
-    let reference = shared(first);
-    for g in others {
-        let env = shared(g);
-        let keys: BTreeSet<&String> = reference.keys().chain(env.keys()).collect();
-        for k in keys {
-            if reference.get(k) != env.get(k) {
-                errs.push(format!(
-                    "{} and {} differ in {k} ({:?} vs {:?}): the nodes of one cluster share everything but their id",
-                    first.service,
-                    g.service,
-                    reference.get(k),
-                    env.get(k)
-                ));
-            }
-        }
-    }
 }
 
 /// Each host port published once over all services.
@@ -923,48 +977,206 @@ fn check_host_ports(services: &[(String, &Value)], errs: &mut Vec<String>) {
     }
 }
 
-/// A service mounting a config file from deploy/ that has an `upstream` block (a load
-/// balancer): its `server HOST:PORT` entries are exactly the gateways.
-fn check_balancer(name: &str, svc: &Value, gateways: &[Gateway], errs: &mut Vec<String>) {
-    let expected: BTreeSet<String> = gateways
+/// HAProxy's config as `section header → its lines` (comments dropped, lines trimmed).
+fn haproxy_sections(cfg: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in cfg.lines() {
+        let body = line.split('#').next().unwrap_or_default();
+        if body.trim().is_empty() {
+            continue;
+        }
+        if !body.starts_with(char::is_whitespace) {
+            out.push((body.trim().to_owned(), Vec::new()));
+        } else if let Some((_, lines)) = out.last_mut() {
+            lines.push(body.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    out
+}
+
+/// The port of `bind :PORT` (or `bind ADDR:PORT`) in `frontend NAME`.
+fn haproxy_bind(cfg: &str, frontend: &str) -> Option<u16> {
+    let sections = haproxy_sections(cfg);
+    let (_, lines) = sections
         .iter()
-        .filter_map(|g| Some(format!("{}:{}", g.service, g.listen_port?)))
+        .find(|(h, _)| h == &format!("frontend {frontend}"))?;
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("bind "))
+        .and_then(|b| b.split_whitespace().next())
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+}
+
+/// HAProxy in front of `g`: DNS discovery of every replica, `/ready` health checks on the admin
+/// port, WebSocket-friendly timeouts, long-polling affinity by sid or cookie.
+fn check_haproxy(cfg: &str, g: &Gateway) -> Vec<String> {
+    let mut errs = Vec::new();
+    let sections = haproxy_sections(cfg);
+    let Some((_, backend)) = sections.iter().find(|(h, lines)| {
+        h.starts_with("backend ")
+            && lines
+                .iter()
+                .any(|l| l.starts_with("server-template ") || l.starts_with("server "))
+    }) else {
+        return vec![format!("{HAPROXY_CFG}: no backend with servers")];
+    };
+    let has = |prefix: &str| backend.iter().any(|l| l.starts_with(prefix));
+    let target = format!("{}:{}", g.service, g.listen_port);
+    match backend.iter().find(|l| l.starts_with("server-template ")) {
+        None => errs.push(format!(
+            "{HAPROXY_CFG}: find the replicas by DNS: server-template NAME COUNT {target} resolvers ..."
+        )),
+        Some(t) => {
+            let words: Vec<&str> = t.split_whitespace().collect();
+            if words.get(3) != Some(&target.as_str()) {
+                errs.push(format!(
+                    "{HAPROXY_CFG}: server-template targets {:?}, not the gateway service {target}",
+                    words.get(3)
+                ));
+            }
+            if words.get(2).and_then(|n| n.parse::<u32>().ok()).is_none_or(|n| n < 5) {
+                errs.push(format!(
+                    "{HAPROXY_CFG}: server-template needs room for at least 5 replicas"
+                ));
+            }
+            match words.iter().position(|w| *w == "resolvers") {
+                None => errs.push(format!("{HAPROXY_CFG}: server-template without resolvers")),
+                Some(i) => {
+                    let name = words.get(i + 1).copied().unwrap_or_default();
+                    let docker_dns = sections.iter().any(|(h, lines)| {
+                        h == &format!("resolvers {name}")
+                            && lines
+                                .iter()
+                                .any(|l| l.starts_with("nameserver ") && l.ends_with(" 127.0.0.11:53"))
+                    });
+                    if !docker_dns {
+                        errs.push(format!(
+                            "{HAPROXY_CFG}: resolvers {name} must ask Docker's DNS (nameserver ... 127.0.0.11:53)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !has("option httpchk GET /ready") || !has("http-check expect status 200") {
+        errs.push(format!(
+            "{HAPROXY_CFG}: health-check the gateways with option httpchk GET /ready and http-check expect status 200"
+        ));
+    }
+    let checks_admin = backend.iter().any(|l| {
+        (l.starts_with("default-server ") || l.starts_with("server-template "))
+            && l.contains(" check")
+            && l.contains(&format!(" port {}", g.admin_port))
+    });
+    if !checks_admin {
+        errs.push(format!(
+            "{HAPROXY_CFG}: /ready is on the admin port: `check ... port {}`",
+            g.admin_port
+        ));
+    }
+    if !has("stick match url_param(sid)") && !has("stick on url_param(sid)") {
+        errs.push(format!(
+            "{HAPROXY_CFG}: route long-polling requests by their sid (stick match url_param(sid))"
+        ));
+    }
+    if !has("cookie ") {
+        errs.push(format!(
+            "{HAPROXY_CFG}: set an affinity cookie for clients that keep cookies"
+        ));
+    }
+    if backend.iter().any(|l| l.starts_with("balance source")) {
+        errs.push(format!(
+            "{HAPROXY_CFG}: no affinity by client address (balance source): clients behind one NAT would share one gateway"
+        ));
+    }
+    let defaults: Vec<&String> = sections
+        .iter()
+        .filter(|(h, _)| h.starts_with("defaults"))
+        .flat_map(|(_, l)| l)
         .collect();
-    for v in svc
-        .get("volumes")
+    if !defaults.iter().any(|l| l.starts_with("timeout tunnel ")) {
+        errs.push(format!(
+            "{HAPROXY_CFG}: set `timeout tunnel` in defaults: upgraded WebSockets live longer than a request"
+        ));
+    }
+    errs
+}
+
+/// Prometheus scraping every replica of `g` through DNS on the admin port.
+fn check_prometheus(yml: &str, g: &Gateway) -> Vec<String> {
+    let doc: Value = match serde_yaml_ng::from_str(yml) {
+        Ok(d) => d,
+        Err(e) => return vec![format!("{PROMETHEUS_YML}: {e}")],
+    };
+    let found = doc
+        .get("scrape_configs")
         .and_then(Value::as_sequence)
         .into_iter()
         .flatten()
-    {
-        let Some(source) = scalar(v).and_then(|s| s.split(':').next().map(str::to_owned)) else {
-            continue;
-        };
-        if !source.starts_with('.') {
-            continue;
-        }
-        let path = compose_dir().join(&source);
-        if !path.exists() {
-            errs.push(format!("{name}: mounts {source}, which does not exist"));
-        }
-        let Ok(conf) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        if !conf.contains("upstream") {
-            continue;
-        }
-        let servers: BTreeSet<String> = conf
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("server "))
-            .filter_map(|rest| rest.split([';', ' ']).next())
-            .filter(|target| target.contains(':'))
-            .map(str::to_owned)
-            .collect();
-        if servers != expected {
-            errs.push(format!(
-                "{name}: {source} balances over {servers:?}, but the gateways are {expected:?}"
-            ));
-        }
+        .filter(|job| {
+            job.get("metrics_path")
+                .and_then(scalar)
+                .is_none_or(|p| p == "/metrics")
+        })
+        .flat_map(|job| {
+            job.get("dns_sd_configs")
+                .and_then(Value::as_sequence)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .any(|sd| {
+            let names: Vec<String> = sd
+                .get("names")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(scalar)
+                .collect();
+            names.contains(&g.service)
+                && sd.get("type").and_then(scalar).as_deref() == Some("A")
+                && sd.get("port").and_then(scalar) == Some(g.admin_port.to_string())
+        });
+    if found {
+        Vec::new()
+    } else {
+        vec![format!(
+            "{PROMETHEUS_YML}: scrape /metrics of every replica: dns_sd_configs names [{}], type A, port {}",
+            g.service, g.admin_port
+        )]
     }
+}
+
+/// Grafana: provisioned from deploy/grafana with `prometheus` as its data source.
+fn check_grafana(services: &[(String, &Value)], prometheus: &str, errs: &mut Vec<String>) {
+    let Some((name, svc)) = one_service(services, "grafana", errs) else {
+        return;
+    };
+    let mut errs_here = Vec::new();
+    let provisioning = mount_source(name, svc, "/etc/grafana/provisioning", &mut errs_here);
+    let provider: Value = serde_yaml_ng::from_str(&read(DASHBOARD_PROVIDER)).unwrap_or(Value::Null);
+    let dashboards_at = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let dashboards = mount_source(name, svc, &dashboards_at, &mut errs_here);
+    if provisioning.is_some_and(|p| !p.join("datasources").exists())
+        || dashboards.is_some_and(|d| !d.join("switchboard.json").exists())
+    {
+        errs_here.push(format!(
+            "{name}: mount deploy/grafana/provisioning and the dashboards folder its provider names"
+        ));
+    }
+    let datasource: Value = serde_yaml_ng::from_str(&read(DATASOURCE)).unwrap_or(Value::Null);
+    let url = datasource["datasources"][0]["url"]
+        .as_str()
+        .unwrap_or_default();
+    if url != format!("http://{prometheus}:9090") {
+        errs_here.push(format!(
+            "{DATASOURCE}: the data source must be http://{prometheus}:9090, not {url:?}"
+        ));
+    }
+    errs.extend(errs_here);
 }
 
 /// The compose file and the Dockerfile, checked; panics listing every problem.
@@ -977,7 +1189,7 @@ fn checked_topology(known: &BTreeSet<String>) -> (Topology, DockerFacts) {
 }
 
 #[test]
-fn compose_file_and_dockerfile_describe_a_working_cluster() {
+fn compose_file_and_dockerfile_describe_a_scalable_cluster() {
     let known = known_env_keys();
     let (topology, image) = checked_topology(&known);
     let errs = check_dockerfile(&image, &known, &rust_floor());
@@ -991,7 +1203,7 @@ fn compose_file_and_dockerfile_describe_a_working_cluster() {
             ".dockerignore must leave {entry} out of the build context"
         );
     }
-    assert_eq!(topology.gateways.len(), 3);
+    assert_eq!(topology.gateway.service, "gateway");
 }
 
 #[test]
@@ -1010,67 +1222,125 @@ fn the_checks_catch_broken_deployments() {
             ),
         }
     };
-    let env = |doc: &mut Value, svc: &str, key: &str, value: &str| {
-        doc["services"][svc]["environment"][key] = Value::from(value);
+    let env = |doc: &mut Value, key: &str, value: &str| {
+        doc["services"]["gateway"]["environment"][key] = Value::from(value);
+    };
+    let remove = |doc: &mut Value, svc: &str, key: &str| {
+        doc["services"][svc]
+            .as_mapping_mut()
+            .expect("a service map")
+            .remove(key);
     };
     broken(
-        &|d| env(d, "sb-3", "SWITCHBOARD_NODE_ID", "sb-1"),
-        "share the node id \"sb-1\"",
+        &|d| env(d, "SWITCHBOARD_NODE_ID", "sb-1"),
+        "do not set SWITCHBOARD_NODE_ID",
     );
     broken(
-        &|d| env(d, "sb-2", "SWITCHBOARD_REDIS_ULR", "redis://redis:6379"),
+        &|d| env(d, "SWITCHBOARD_REDIS_ULR", "redis://redis:6379"),
         "SWITCHBOARD_REDIS_ULR is unknown",
     );
     broken(
-        &|d| env(d, "sb-1", "SWITCHBOARD_REDIS_URL", "redis://localhost:6379"),
+        &|d| env(d, "SWITCHBOARD_REDIS_URL", "redis://localhost:6379"),
         "not at the redis service",
     );
     broken(
-        &|d| env(d, "sb-1", "SWITCHBOARD_LISTEN", "127.0.0.1:3000"),
+        &|d| env(d, "SWITCHBOARD_LISTEN", "127.0.0.1:3000"),
         "must listen on 0.0.0.0",
     );
     broken(
-        &|d| env(d, "sb-2", "SWITCHBOARD_ADAPTER_MODE", "sharded"),
-        "differ in SWITCHBOARD_ADAPTER_MODE",
-    );
-    broken(
-        &|d| env(d, "sb-1", "SWITCHBOARD_AUTH_TOKEN", "${TOKEN}"),
+        &|d| env(d, "SWITCHBOARD_AUTH_TOKEN", "${TOKEN}"),
         "compose substitutes",
     );
     broken(
-        &|d| d["services"]["sb-2"]["ports"][0] = Value::from("3001:3000"),
-        "host port 3001 is published twice",
-    );
-    broken(
-        &|d| d["services"]["sb-3"]["ports"][0] = Value::from("3003:3999"),
-        "the Socket.IO port 3000 is not published",
+        &|d| d["services"]["gateway"]["container_name"] = Value::from("sb"),
+        "no container_name",
     );
     broken(
         &|d| {
-            d["services"]["sb-1"]
-                .as_mapping_mut()
-                .expect("sb-1 is a map")
-                .remove("stop_grace_period");
+            d["services"]["gateway"]["ports"] =
+                serde_yaml_ng::from_str("[\"3005:3000\"]").expect("yaml")
         },
+        "no fixed host port (3005)",
+    );
+    broken(
+        &|d| d["services"]["grafana"]["ports"][0] = Value::from("127.0.0.1:9090:3000"),
+        "host port 9090 is published twice",
+    );
+    broken(
+        &|d| remove(d, "gateway", "stop_grace_period"),
         "stop_grace_period 10s",
     );
     broken(
         &|d| {
-            d["services"]
-                .as_mapping_mut()
-                .expect("services is a map")
-                .remove("sb-3");
+            d["services"]["gateway"]["healthcheck"] =
+                serde_yaml_ng::from_str("{disable: true}").expect("yaml")
         },
-        "expected three gateway services",
+        "keep the healthcheck",
     );
     broken(
-        &|d| d["services"]["sb-1"]["command"] = Value::from("--node-id x"),
+        &|d| d["services"]["gateway"]["command"] = Value::from("--node-id x"),
         "no `command`",
     );
     broken(
         &|d| d["services"]["redis"]["command"] = Value::Null,
         "--appendonly no",
     );
+    broken(
+        &|d| remove(d, "lb", "volumes"),
+        "at /usr/local/etc/haproxy/haproxy.cfg",
+    );
+    broken(
+        &|d| d["services"]["lb"]["ports"][0] = Value::from("3000:3999"),
+        "publish the Socket.IO frontend's port",
+    );
+    broken(
+        &|d| {
+            d["services"]
+                .as_mapping_mut()
+                .expect("services is a map")
+                .remove("prometheus");
+        },
+        "a prometheus image",
+    );
+    broken(
+        &|d| {
+            d["services"]["prometheus"]["volumes"][0] =
+                Value::from("./deploy/nope.yml:/etc/prometheus/prometheus.yml:ro")
+        },
+        "mounts ./deploy/nope.yml, which does not exist",
+    );
+    broken(
+        &|d| remove(d, "grafana", "volumes"),
+        "at /etc/grafana/provisioning",
+    );
+    broken(
+        &|d| {
+            let svc = d["services"]["gateway"].clone();
+            d["services"]["gateway-2"] = svc;
+        },
+        "expected one gateway service",
+    );
+
+    // The balancer's and Prometheus's own files.
+    let (topology, _) = checked_topology(&known);
+    let g = &topology.gateway;
+    let haproxy = read(HAPROXY_CFG);
+    let edited = |from: &str, to: &str| {
+        assert!(haproxy.contains(from), "{from:?} is in {HAPROXY_CFG}");
+        check_haproxy(&haproxy.replace(from, to), g).join("\n")
+    };
+    assert!(check_haproxy(&haproxy, g).is_empty());
+    assert!(edited("gateway:3000", "gw:3000").contains("not the gateway service"));
+    assert!(edited("port 9464", "port 3000").contains("admin port"));
+    assert!(edited("GET /ready", "GET /live").contains("GET /ready"));
+    assert!(edited("stick match url_param(sid)", "").contains("by their sid"));
+    assert!(edited("balance roundrobin", "balance source").contains("client address"));
+    assert!(edited("127.0.0.11:53", "8.8.8.8:53").contains("Docker's DNS"));
+    assert!(edited("timeout tunnel 1h", "").contains("timeout tunnel"));
+    let prom = read(PROMETHEUS_YML);
+    assert!(check_prometheus(&prom, g).is_empty());
+    assert!(!check_prometheus(&prom.replace("names: [gateway]", "names: [gw]"), g).is_empty());
+    assert!(!check_prometheus(&prom.replace("port: 9464", "port: 3000"), g).is_empty());
 
     // The Dockerfile.
     let floor = ((1, 88), "redis 1.8.1".to_owned());
@@ -1087,6 +1357,8 @@ fn the_checks_catch_broken_deployments() {
     assert!(errs.contains("use one release"), "{errs}");
     let errs = with("USER 10001:10001", "USER root");
     assert!(errs.contains("non-root"), "{errs}");
+    let errs = with("HEALTHCHECK", "# HEALTHCHECK");
+    assert!(errs.contains("add a HEALTHCHECK"), "{errs}");
     let errs = with("ENV SWITCHBOARD_LISTEN=", "ENV SWITCHBOARD_LISTN=");
     assert!(
         errs.contains("SWITCHBOARD_LISTN is not a variable"),
@@ -1094,27 +1366,69 @@ fn the_checks_catch_broken_deployments() {
     );
 }
 
-// ---------------------------------------------------------------------------------------------
-// The same topology as processes
-// ---------------------------------------------------------------------------------------------
-
-/// One gateway process started with a service's environment.
-struct Node(support::GatewayProcess);
-
-impl Node {
-    /// Starts the gateway with exactly `env` and waits for its two listening addresses.
-    async fn start(service: &str, env: &BTreeMap<String, String>) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.env_clear().envs(env);
-        Node(support::GatewayProcess::spawn(cmd, &format!("{service} (environment {env:?})")).await)
-    }
-
-    fn log(&self) -> String {
-        self.0.log()
-    }
+/// Runs `tool args` and panics with its output unless it exits 0.
+fn run_checker(tool: &str, args: &[&str]) {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {tool} ({e}): install it (scripts/test.sh installs haproxy and prometheus with apt-get)")
+        });
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-/// Runs a service's healthcheck command as its container would, the admin listener being at
+#[test]
+fn haproxy_and_prometheus_accept_their_config_files() {
+    run_checker("haproxy", &["-c", "-f", HAPROXY_CFG]);
+    run_checker("promtool", &["check", "config", PROMETHEUS_YML]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real gateway: the dashboard's metrics and the image's healthcheck
+// ---------------------------------------------------------------------------------------------
+
+/// Every metric name the dashboard's queries read (functions, label names and ranges left out).
+fn dashboard_metrics(dashboard: &serde_json::Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            // Drop label matchers `{...}`, ranges `[...]` and grouping `by (...)`.
+            let mut plain = String::new();
+            let mut depth = 0;
+            for c in expr.chars() {
+                match c {
+                    '{' | '[' => depth += 1,
+                    '}' | ']' => depth -= 1,
+                    _ if depth == 0 => plain.push(c),
+                    _ => {}
+                }
+            }
+            let plain = plain.replace("by (le)", "").replace("by (instance)", "");
+            let mut rest = plain.as_str();
+            while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                rest = &rest[start..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                    .unwrap_or(rest.len());
+                let word = &rest[..end];
+                rest = &rest[end..];
+                if !rest.trim_start().starts_with('(') {
+                    names.insert(word.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Runs the gateway's healthcheck command as its container would, the admin listener being at
 /// `admin`: true when it exits 0.
 async fn healthcheck_passes(g: &Gateway, admin: SocketAddr) -> bool {
     let mut env = g.env.clone();
@@ -1134,72 +1448,78 @@ async fn healthcheck_passes(g: &Gateway, admin: SocketAddr) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compose_topology_runs_as_processes() {
+async fn dashboard_metrics_are_exported_and_the_healthcheck_reads_ready() {
     cluster_support::require_js();
     let known = known_env_keys();
     let (topology, _) = checked_topology(&known);
-    let redis = RedisServer::start().await;
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read(DASHBOARD)).unwrap_or_else(|e| panic!("{DASHBOARD}: {e}"));
+    let wanted = dashboard_metrics(&dashboard);
+    assert!(wanted.len() >= 8, "{DASHBOARD} queries only {wanted:?}");
 
-    // The containers' environment, with host names and ports moved to this machine's loopback.
-    let mut nodes = Vec::new();
-    for g in &topology.gateways {
-        let mut env = g.env.clone();
-        let url = redis_url_on_loopback(&env["SWITCHBOARD_REDIS_URL"], redis.port());
-        env.insert("SWITCHBOARD_REDIS_URL".into(), url);
-        env.insert("SWITCHBOARD_LISTEN".into(), "127.0.0.1:0".into());
-        env.insert("SWITCHBOARD_ADMIN_LISTEN".into(), "127.0.0.1:0".into());
-        nodes.push(Node::start(&g.service, &env).await);
-    }
-    for (g, n) in topology.gateways.iter().zip(&nodes) {
-        eventually(
-            &format!("{} ready", g.service),
-            Duration::from_secs(10),
-            || async { support::admin_get(n.0.admin, "/ready").await.0 == 200 },
-        )
-        .await;
-        assert!(
-            healthcheck_passes(g, n.0.admin).await,
-            "{}: the compose healthcheck {:?} fails on a ready node",
-            g.service,
-            g.healthcheck
-        );
-    }
-    // The healthcheck really reads the status: the Socket.IO listener has no /ready.
+    let redis = RedisServer::start().await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--redis-url", &redis.url()])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    let gw = support::GatewayProcess::spawn(cmd, "switchboard").await;
+    eventually("gateway ready", Duration::from_secs(10), || async {
+        support::admin_get(gw.admin, "/ready").await.0 == 200
+    })
+    .await;
     assert!(
-        !healthcheck_passes(&topology.gateways[0], nodes[0].0.addr).await,
-        "the compose healthcheck passes where /ready does not answer 200"
+        healthcheck_passes(&topology.gateway, gw.admin).await,
+        "the image's healthcheck {:?} fails on a ready gateway",
+        topology.gateway.healthcheck
+    );
+    assert!(
+        !healthcheck_passes(&topology.gateway, gw.addr).await,
+        "the image's healthcheck passes where /ready does not answer 200"
     );
 
-    // Official socket.io clients on every node, one room, one publish crossing the cluster.
+    // Traffic: two official clients in one room, one publish.
     let c = ClientDriver::spawn().await;
-    let names = ["a", "b", "c"];
-    for (name, n) in names.iter().zip(&nodes) {
-        c.connect(name, &format!("http://{}", n.0.addr), "/").await;
+    for name in ["a", "b"] {
+        c.connect(name, &format!("http://{}", gw.addr), "/").await;
         let ack = c.emit_with_ack(name, "join", json!(["r"]), 5000).await;
         assert_eq!(ack[0]["ok"], json!(true), "{name} join: {ack}");
     }
-    let data = json!({"text": "hello from sb-1", "n": 1});
     let ack = c
         .emit_with_ack(
             "a",
             "publish",
-            json!([{"to": "r", "event": "chat", "data": data}]),
+            json!([{"to": "r", "event": "chat", "data": "hi"}]),
             5000,
         )
         .await;
     assert_eq!(ack[0]["ok"], json!(true), "publish: {ack}");
-    for (name, (g, n)) in names
+    c.wait("b", "chat", 1, 5000).await;
+
+    let (status, metrics) = support::admin_get(gw.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let exported: BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<&String> = wanted
         .iter()
-        .zip(topology.gateways.iter().zip(&nodes))
-        .skip(1)
-    {
-        let got = c.wait(name, "chat", 1, 5000).await;
-        assert_eq!(
-            got[0]["args"],
-            json!([data]),
-            "{name} on {}; its log:\n{}",
-            g.service,
-            n.log()
-        );
+        .filter(|m| !exported.contains(m.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{DASHBOARD} queries {missing:?}, which the gateway does not export:\n{metrics}"
+    );
+    // The latency histograms saw the traffic.
+    for count in [
+        "socketio_connect_duration_seconds_count",
+        "socketio_broadcast_duration_seconds_count",
+    ] {
+        let n: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(count)?.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(n >= 1.0, "{count} is {n} after traffic:\n{metrics}");
     }
 }
