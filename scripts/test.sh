@@ -2,7 +2,7 @@
 # Runs the whole Switchboard test suite on a fresh Debian machine, installing what it needs
 # first: Node.js + npm (official socket.io-client, and socket.io + @socket.io/redis-adapter +
 # @socket.io/redis-emitter for the mixed-cluster tests, pinned by tests/clients/package-lock.json),
-# python-socketio (pinned by tests/clients/requirements.txt) and redis-server.
+# python-socketio (pinned by tests/clients/requirements.txt), redis-server, haproxy and prometheus.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,11 @@ if ! command -v openssl >/dev/null 2>&1; then
   step "installing openssl (apt-get; the security tests make their keys and certificates with it)"
   as_root apt-get update -q
   as_root apt-get install -y -q openssl
+fi
+if ! command -v haproxy >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  step "installing haproxy and prometheus (apt-get; the deploy tests check their configs and run deploy/local-cluster.sh)"
+  as_root apt-get update -q
+  as_root apt-get install -y -q --no-install-recommends haproxy prometheus
 fi
 if ! command -v python3 >/dev/null 2>&1; then
   step "installing python3 and pip (apt-get)"
