@@ -10,7 +10,8 @@
 # addresses). `up` prints one `NAME URL` line per service on stdout; progress goes to stderr.
 # Every SWITCHBOARD_* variable of the caller reaches every gateway, e.g.
 #   SWITCHBOARD_PUBLISH_SCOPE=any deploy/local-cluster.sh up 3
-# (the script sets only the listen addresses and the Redis URL).
+# (the script sets only the listen addresses, the Redis URL and, unless the caller set it,
+# SWITCHBOARD_STATIC_DIR to the browser demo examples/chat-web, served at / through the balancer).
 #
 # Missing redis-server, haproxy or prometheus are installed with apt-get (Debian packages).
 # Settings (environment):
@@ -148,6 +149,17 @@ cmd_up() {
   need_packages
   local bin
   bin="$(gateway_binary)"
+  # The browser demo, served by every gateway and so through the balancer, unless the caller
+  # chose another directory.
+  local web="${SWITCHBOARD_STATIC_DIR:-$ROOT/examples/chat-web}"
+  if [ -z "${SWITCHBOARD_STATIC_DIR:-}" ] && [ ! -d "$web/node_modules/socket.io-client" ]; then
+    if command -v npm >/dev/null 2>&1; then
+      say "installing the demo's socket.io-client bundle (npm ci in examples/chat-web)"
+      (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    else
+      say "npm not found: the demo page at / will lack its socket.io-client bundle (apt-get install npm)"
+    fi
+  fi
   mkdir -p "$STATE"
   : >"$SERVICES"
 
@@ -168,6 +180,7 @@ cmd_up() {
       SWITCHBOARD_LISTEN="127.0.0.1:$listen" \
       SWITCHBOARD_ADMIN_LISTEN="127.0.0.1:$admin" \
       SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$redis" \
+      SWITCHBOARD_STATIC_DIR="$web" \
       "$bin"
     printf 'gateway-%s-admin http://127.0.0.1:%s - -\n' "$i" "$admin" >>"$SERVICES"
     servers+="    server gateway-$i 127.0.0.1:$listen port $admin"$'\n'

@@ -2,7 +2,7 @@
 # Runs the whole Switchboard test suite on a fresh Debian machine, installing what it needs
 # first: Node.js + npm (official socket.io-client, and socket.io + @socket.io/redis-adapter +
 # @socket.io/redis-emitter for the mixed-cluster tests, pinned by tests/clients/package-lock.json),
-# python-socketio (pinned by tests/clients/requirements.txt), redis-server, haproxy and prometheus.
+# python-socketio (pinned by tests/clients/requirements.txt), redis-server, haproxy, prometheus and chromium.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +35,11 @@ if ! command -v haproxy >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1
   as_root apt-get update -q
   as_root apt-get install -y -q --no-install-recommends haproxy prometheus
 fi
+if ! command -v chromium >/dev/null 2>&1; then
+  step "installing chromium (apt-get; the browser demo test drives it headless)"
+  as_root apt-get update -q
+  as_root apt-get install -y -q --no-install-recommends chromium
+fi
 if ! command -v python3 >/dev/null 2>&1; then
   step "installing python3 and pip (apt-get)"
   as_root apt-get update -q
@@ -43,6 +48,9 @@ fi
 
 step "installing the JavaScript packages (npm ci in tests/clients)"
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+
+step "installing the browser demo's socket.io-client bundle (npm ci in examples/chat-web)"
+(cd examples/chat-web && npm ci --no-audit --no-fund --loglevel=error)
 
 step "installing the Python client (pip, pinned)"
 if ! python3 -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt; then

@@ -165,6 +165,10 @@ pub struct Args {
     /// Channel prefix on Redis (Node's `key`), shared by every node of the cluster.
     #[arg(long, env = "SWITCHBOARD_REDIS_KEY", default_value = "socket.io")]
     pub redis_key: String,
+    /// Serves the files of this directory at `/` on the Socket.IO listener (e.g. the browser
+    /// demo in examples/chat-web). Unset: only /socket.io/ answers.
+    #[arg(long, env = "SWITCHBOARD_STATIC_DIR")]
+    pub static_dir: Option<std::path::PathBuf>,
     /// Milliseconds a cluster request (fetch sockets, all rooms, server-side acks) waits for
     /// the other nodes.
     #[arg(long, env = "SWITCHBOARD_REQUESTS_TIMEOUT_MS", default_value_t = 5_000)]
@@ -241,6 +245,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Redis adapter settings; `None` for a single node.
     pub redis: Option<switchboard_redis::RedisAdapterConfig>,
+    /// Directory served at `/`, when set.
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -468,7 +474,18 @@ impl Args {
                 Some(r)
             }
         };
+        // An empty value (a compose variable left unset) means "not set".
+        let static_dir = self.static_dir.filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = &static_dir {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "--static-dir {}: not a directory; give the folder to serve (e.g. examples/chat-web) or leave it unset",
+                    dir.display()
+                ));
+            }
+        }
         Ok(Config {
+            static_dir,
             listen: self.listen,
             admin_listen: self.admin_listen,
             namespaces,
@@ -509,6 +526,17 @@ mod tests {
         Args::try_parse_from(full)
             .map_err(|e| e.to_string())?
             .validate()
+    }
+
+    #[test]
+    fn static_dir_must_be_a_directory() {
+        let err = parse(&["--static-dir", "/nonexistent/switchboard-web"]).expect_err("refused");
+        assert!(err.contains("--static-dir"), "{err}");
+        let err = parse(&["--static-dir", "Cargo.toml"]).expect_err("a file is refused");
+        assert!(err.contains("not a directory"), "{err}");
+        let c = parse(&["--static-dir", "."]).expect("valid");
+        assert_eq!(c.static_dir.as_deref(), Some(std::path::Path::new(".")));
+        assert!(parse(&[]).expect("valid").static_dir.is_none());
     }
 
     #[test]

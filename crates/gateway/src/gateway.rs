@@ -3,6 +3,7 @@
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::relay::{self, RelayMetrics};
+use crate::web::Public;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -101,9 +102,16 @@ impl Gateway {
             tls: self.config.tls.as_ref().map(|t| t.0.clone()),
             ..ServeConfig::default()
         };
+        if let Some(dir) = &self.config.static_dir {
+            tracing::info!(dir = %dir.display(), "serving static files at /");
+        }
+        let public = Public {
+            engine: self.io.engine(),
+            static_dir: self.config.static_dir.clone(),
+        };
         let sio = tokio::spawn(engine::serve(
             listener,
-            self.io.engine(),
+            public,
             serve_config,
             stop_accepting.clone(),
         ));

@@ -6,6 +6,7 @@ mod config;
 mod gateway;
 mod policy;
 mod relay;
+mod web;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;

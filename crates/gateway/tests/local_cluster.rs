@@ -224,6 +224,11 @@ async fn local_cluster_balances_survives_a_drain_and_is_scraped() {
         );
     }
 
+    // The browser demo, through the balancer.
+    let (status, page) = http_get(cluster.addr("lb"), "/").await;
+    assert_eq!(status, 200, "GET / through the balancer: {page}");
+    assert!(page.contains("Switchboard group chat"), "{page}");
+
     // Clients through the balancer: long-polling only first (round robin spreads their
     // handshakes over the three gateways), then polling upgraded to WebSocket, then WebSocket.
     let c = ClientDriver::spawn().await;
