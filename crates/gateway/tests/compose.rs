@@ -305,6 +305,8 @@ struct DockerFacts {
     entrypoint: Option<Vec<String>>,
     /// The final stage's `HEALTHCHECK ... CMD [...]` command (exec form).
     healthcheck: Option<Vec<String>>,
+    /// Destinations of the final stage's `COPY` instructions.
+    copies: Vec<String>,
 }
 
 fn docker_facts(text: &str) -> DockerFacts {
@@ -343,7 +345,11 @@ fn docker_facts(text: &str) -> DockerFacts {
                 f.user = None;
                 f.entrypoint = None;
                 f.healthcheck = None;
+                f.copies.clear();
             }
+            "COPY" => f
+                .copies
+                .extend(rest.split_whitespace().last().map(str::to_owned)),
             "RUN" => f.runs.push(rest.to_owned()),
             "ENV" => {
                 if rest
@@ -864,6 +870,14 @@ fn check_gateway(
             "{name}: do not set SWITCHBOARD_NODE_ID: every replica would share it and drop the others' messages (unset, each picks a random id)"
         ));
     }
+    if let Some(dir) = env.get("SWITCHBOARD_STATIC_DIR") {
+        if !image.copies.iter().any(|c| c.trim_end_matches('/') == dir) {
+            errs.push(format!(
+                "{name}: SWITCHBOARD_STATIC_DIR={dir} is not a directory the image copies ({:?})",
+                image.copies
+            ));
+        }
+    }
     let listen = container_listener(name, &env, "SWITCHBOARD_LISTEN");
     let admin = container_listener(name, &env, "SWITCHBOARD_ADMIN_LISTEN");
     let (listen_port, admin_port) = match (listen, admin) {
@@ -1284,6 +1298,10 @@ fn the_checks_catch_broken_deployments() {
     broken(
         &|d| d["services"]["redis"]["command"] = Value::Null,
         "--appendonly no",
+    );
+    broken(
+        &|d| env(d, "SWITCHBOARD_STATIC_DIR", "/srv/web"),
+        "SWITCHBOARD_STATIC_DIR=/srv/web is not a directory the image copies",
     );
     broken(
         &|d| remove(d, "lb", "volumes"),
