@@ -87,6 +87,7 @@ async fn static_dir_serves_files_safely() {
     for target in [
         "/../Cargo.toml",
         "/..%2fCargo.toml",
+        "/x%2f..%2f..%2f..%2fCargo.toml",
         "/%2e%2e/%2e%2e/Cargo.toml",
         "/node_modules/.package-lock.json",
         "//etc/passwd",
