@@ -35,6 +35,8 @@ pub struct SocketIoMetrics {
     /// Seconds one broadcast takes to reach this node's recipients' queues (select, encode
     /// once, enqueue to each).
     pub broadcast_duration: Histogram,
+    /// Socket.IO packets queued to sockets (events, acks, connects, disconnects).
+    pub packets_sent: Counter,
 }
 
 /// 50 µs to about 13 s, ×4 per bucket.
@@ -56,6 +58,7 @@ impl Default for SocketIoMetrics {
             ack_timeouts: Counter::default(),
             connect_duration: latency_buckets(),
             broadcast_duration: latency_buckets(),
+            packets_sent: Counter::default(),
         }
     }
 }
@@ -114,6 +117,11 @@ impl SocketIoMetrics {
             "broadcast_duration_seconds",
             "Seconds one broadcast takes to reach this node's recipients' queues",
             self.broadcast_duration.clone(),
+        );
+        r.register(
+            "packets_sent",
+            "Socket.IO packets queued to sockets",
+            self.packets_sent.clone(),
         );
     }
 }

@@ -168,6 +168,7 @@ pub struct Socket {
     handlers: RwLock<HashMap<String, EventHandler>>,
     any_handlers: RwLock<Vec<AnyHandler>>,
     guards: RwLock<Vec<EventGuard>>,
+    fallback: RwLock<Option<EventHandler>>,
     disconnecting: RwLock<Vec<DisconnectHandler>>,
     disconnect: RwLock<Vec<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, AckTarget>>,
@@ -220,6 +221,7 @@ impl Socket {
             handlers: RwLock::new(HashMap::new()),
             any_handlers: RwLock::new(Vec::new()),
             guards: RwLock::new(Vec::new()),
+            fallback: RwLock::new(None),
             disconnecting: RwLock::new(Vec::new()),
             disconnect: RwLock::new(Vec::new()),
             acks: Mutex::new(HashMap::new()),
@@ -316,6 +318,15 @@ impl Socket {
             let mut h = self.any_handlers.write();
             h.push(Arc::new(handler));
         }
+    }
+
+    /// Registers the handler of every event that has no handler of its own (replacing any
+    /// previous one); it owns the event, so it may answer the acknowledgement later.
+    pub fn on_fallback<F>(&self, handler: F)
+    where
+        F: Fn(&SocketRef, Event) + Send + Sync + 'static,
+    {
+        *self.fallback.write() = Some(Arc::new(handler));
     }
 
     /// Registers a handler called when the socket is about to leave (rooms still readable).
@@ -511,6 +522,7 @@ impl Socket {
             h.clear();
         }
         self.guards.write().clear();
+        *self.fallback.write() = None;
     }
 
     pub(crate) fn dispatch(
@@ -549,7 +561,12 @@ impl Socket {
         for h in any {
             h(self, &event);
         }
-        let handler = self.handlers.read().get(&event.name).cloned();
+        let handler = self
+            .handlers
+            .read()
+            .get(&event.name)
+            .cloned()
+            .or_else(|| self.fallback.read().clone());
         if let Some(h) = handler {
             h(self, event);
         }
@@ -594,7 +611,11 @@ impl Socket {
             return Err(EmitError::Disconnected);
         }
         match self.enqueue(item, volatile) {
-            Ok(()) | Err(SendError::Dropped) => Ok(()),
+            Ok(()) => {
+                self.ns.metrics().packets_sent.inc();
+                Ok(())
+            }
+            Err(SendError::Dropped) => Ok(()),
             Err(SendError::Closed) => Err(EmitError::Disconnected),
             Err(SendError::SlowConsumer) => Err(EmitError::SlowConsumer),
         }

@@ -293,9 +293,11 @@ impl<H: Handler> Inner<H> {
     pub(crate) async fn handle_packet(&self, socket: &Arc<EioSocket<H::Data>>, packet: EioPacket) {
         match packet {
             EioPacket::Message(text) => {
+                socket.received(text.len());
                 self.handler.on_message(socket, Incoming::Text(text)).await;
             }
             EioPacket::Binary(data) => {
+                socket.received(data.len());
                 self.handler
                     .on_message(socket, Incoming::Binary(data))
                     .await;

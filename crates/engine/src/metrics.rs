@@ -31,6 +31,10 @@ pub struct EngineMetrics {
     pub slow_consumers: Counter,
     /// Bytes waiting in all outbound queues.
     pub queued_bytes: Gauge,
+    /// Message bytes received from clients (Engine.IO message payloads, both transports).
+    pub received_bytes: Counter,
+    /// Bytes taken from outbound queues to be written to clients.
+    pub sent_bytes: Counter,
 }
 
 impl EngineMetrics {
@@ -82,6 +86,16 @@ impl EngineMetrics {
             "outbound_queue_bytes",
             "Bytes waiting in all outbound queues",
             self.queued_bytes.clone(),
+        );
+        r.register(
+            "received_bytes",
+            "Message bytes received from clients",
+            self.received_bytes.clone(),
+        );
+        r.register(
+            "sent_bytes",
+            "Bytes taken from outbound queues to be written to clients",
+            self.sent_bytes.clone(),
         );
     }
 }

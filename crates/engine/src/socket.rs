@@ -268,6 +268,12 @@ impl<D> EioSocket<D> {
         let len = item.len();
         self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
         self.metrics.queued_bytes.dec_by(len as i64);
+        self.metrics.sent_bytes.inc_by(len as u64);
+    }
+
+    /// Counts the bytes of a message received from the client.
+    pub(crate) fn received(&self, len: usize) {
+        self.metrics.received_bytes.inc_by(len as u64);
     }
 
     /// Takes the queue's receiving end; `None` while another transport holds it.

@@ -219,6 +219,7 @@ async fn reader<H: Handler>(
                 Err(err) => inner.parse_error(socket, err.code()),
             },
             Some(Ok(Message::Binary(data))) => {
+                socket.received(data.len());
                 inner
                     .handler
                     .on_message(socket, Incoming::Binary(data))
