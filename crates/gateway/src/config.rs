@@ -173,6 +173,12 @@ pub struct Args {
     /// the other nodes.
     #[arg(long, env = "SWITCHBOARD_REQUESTS_TIMEOUT_MS", default_value_t = 5_000)]
     pub requests_timeout_ms: u64,
+    /// Backend API, proxy and log options.
+    #[command(flatten)]
+    pub backend: crate::backend_config::BackendArgs,
+    /// `--config` and `--print-config`.
+    #[command(flatten)]
+    pub file: crate::config_file::FileArgs,
 }
 
 /// `SWITCHBOARD_*` variables in `vars` that no option reads (typos such as
@@ -247,6 +253,8 @@ pub struct Config {
     pub redis: Option<switchboard_redis::RedisAdapterConfig>,
     /// Directory served at `/`, when set.
     pub static_dir: Option<std::path::PathBuf>,
+    /// Backend API and proxy.
+    pub backend: crate::backend_config::BackendConfig,
 }
 
 impl Args {
@@ -312,6 +320,7 @@ impl Args {
 
     /// Checks the arguments; the error says what to change.
     pub fn validate(self) -> Result<Config, String> {
+        let backend = self.backend.clone().validate()?;
         let mut namespaces = vec!["/".to_owned()];
         for ns in &self.namespaces {
             let ns = ns.trim();
@@ -512,6 +521,7 @@ impl Args {
             tls,
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             redis,
+            backend,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Runs one node: Socket.IO listener, admin listener, and the drain on SIGTERM/SIGINT.
 
-use crate::admin::Admin;
+use crate::api::{self, Admin, Api, ApiMetrics};
 use crate::config::Config;
+use crate::metrics::GatewayMetrics;
+use crate::proxy::{self, BackendClient, ProxyMetrics};
 use crate::relay::{self, RelayMetrics};
 use crate::web::Public;
 use prometheus_client::registry::Registry;
@@ -27,16 +29,19 @@ pub struct Gateway {
     config: Config,
     io: Server,
     registry: Registry,
+    api: Option<Arc<Api>>,
 }
 
 impl Gateway {
     /// Builds the node from a validated config.
     pub fn new(config: Config) -> Result<Self, String> {
         let mut registry = Registry::default();
+        let mut node_id: Arc<str> = Arc::from("standalone");
         let io = match &config.redis {
             None => Server::new(config.server.clone()).map_err(|e| e.to_string())?,
             Some(redis) => {
                 let factory = RedisAdapterFactory::new(redis.clone())?;
+                node_id = Arc::from(factory.node_id());
                 factory.metrics().register(&mut registry);
                 tracing::info!(
                     url = %switchboard_redis::redact_url(&redis.url),
@@ -48,21 +53,48 @@ impl Gateway {
                     .map_err(|e| e.to_string())?
             }
         };
-        io.register_metrics(&mut registry);
+        // Every series is `switchboard_*`; the Redis adapter names its own that way already.
+        let own = registry.sub_registry_with_prefix("switchboard");
+        io.register_metrics(own);
         let relay_metrics = Arc::new(RelayMetrics::default());
-        relay_metrics.register(&mut registry);
-        if matches!(config.relay.auth, crate::auth::AuthMode::Anonymous) {
+        relay_metrics.register(own);
+        let gateway_metrics = Arc::new(GatewayMetrics::default());
+        gateway_metrics.register(own);
+        let backend = config.backend.proxy.clone().map(|proxy| {
+            let metrics = Arc::new(ProxyMetrics::default());
+            metrics.register(own);
+            tracing::info!(url = %proxy.url, timeout = ?proxy.timeout, "backend event proxy on");
+            Arc::new(BackendClient::new(proxy, metrics))
+        });
+        // With a backend, its connect hook decides who may connect.
+        if matches!(config.relay.auth, crate::auth::AuthMode::Anonymous) && backend.is_none() {
             tracing::warn!(
-                "no authentication configured: anyone who reaches --listen may connect; set --jwt-secret, --jwt-public-key, --jwks-file or --auth-token"
+                "no authentication configured: anyone who reaches --listen may connect; set --jwt-secret, --jwt-public-key, --jwks-file, --auth-token or --proxy-url"
             );
         }
         for name in &config.namespaces {
             relay::install(&io.of(name), config.relay.clone(), relay_metrics.clone())?;
+            if let Some(backend) = &backend {
+                proxy::install(&io.of(name), backend.clone());
+            }
+            api::tag_node(&io.of(name), node_id.clone());
+            gateway_metrics.install(&io.of(name));
         }
+        let api = config.backend.api_token.clone().map(|token| {
+            let metrics = Arc::new(ApiMetrics::default());
+            metrics.register(own);
+            Arc::new(Api {
+                io: io.clone(),
+                namespaces: config.namespaces.clone(),
+                token,
+                metrics,
+            })
+        });
         Ok(Self {
             config,
             io,
             registry,
+            api,
         })
     }
 
@@ -89,11 +121,13 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
         let draining = Arc::new(AtomicBool::new(false));
-        let admin = Admin {
-            registry: Arc::new(self.registry),
-            io: self.io.clone(),
-            draining: draining.clone(),
-        };
+        let admin = Admin::new(
+            Arc::new(self.registry),
+            self.io.clone(),
+            draining.clone(),
+            self.api.clone(),
+            self.config.backend.api_max_body,
+        );
         let stop_accepting = CancellationToken::new();
         let stop_admin = CancellationToken::new();
         let serve_config = ServeConfig {

@@ -1,49 +1,45 @@
 //! `switchboard`: one Socket.IO gateway node. See `switchboard --help`.
 
-mod admin;
+mod api;
 mod auth;
+mod backend_config;
+mod binary;
 mod config;
+mod config_file;
 mod gateway;
+mod metrics;
 mod policy;
+mod proxy;
 mod relay;
 mod web;
 
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 /// Exit status for invalid configuration (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let (args, sources) = config_file::parse();
+    init_logs(&args.backend);
+    let print_config = args.file.print_config;
     for var in config::unknown_env_vars(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!(variable = %var, "unknown SWITCHBOARD_* variable ignored; `switchboard --help` lists the valid ones");
     }
-    let args = match config::Args::try_parse() {
-        Ok(args) => args,
-        Err(err) => {
-            use clap::error::ErrorKind;
-            let code = match err.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => EXIT_CONFIG,
-            };
-            let _ = err.print();
-            std::process::exit(code);
-        }
-    };
     let config = match args.validate() {
         Ok(c) => c,
         Err(err) => {
-            eprintln!("switchboard: invalid configuration: {err}");
+            eprintln!(
+                "switchboard: invalid configuration: {}",
+                sources.annotate(&err)
+            );
             std::process::exit(EXIT_CONFIG);
         }
     };
+    if print_config {
+        use std::io::Write as _;
+        let _ = std::io::stdout().write_all(sources.print().as_bytes());
+        return;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,6 +64,29 @@ fn main() {
     if let Err(err) = result {
         eprintln!("switchboard: {err}");
         std::process::exit(1);
+    }
+}
+
+/// Logs to stderr in the chosen format; the filter is `--log`, else `RUST_LOG`, else `info`.
+fn init_logs(args: &backend_config::BackendArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &args.log {
+        Some(spec) => match EnvFilter::try_new(spec) {
+            Ok(f) => f,
+            Err(err) => {
+                eprintln!("switchboard: invalid configuration: --log {spec:?}: {err}; e.g. --log info,switchboard_gateway=debug");
+                std::process::exit(EXIT_CONFIG);
+            }
+        },
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(filter);
+    match args.log_format {
+        backend_config::LogFormat::Text => logs.init(),
+        backend_config::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 }
 

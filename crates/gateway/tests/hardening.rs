@@ -520,11 +520,11 @@ fn parser_attack(steps: Vec<Step>) {
         matches!(code, Some(1002)),
         "expected close 1002 (parse error), got {code:?}"
     );
-    wait_incremented(&gw, &before, "socketio_parse_errors_total", &[]);
+    wait_incremented(&gw, &before, "switchboard_socketio_parse_errors_total", &[]);
     wait_incremented(
         &gw,
         &before,
-        "engine_sessions_closed_total",
+        "switchboard_engine_sessions_closed_total",
         &[("reason", "parse_error")],
     );
     innocent.check();
@@ -650,7 +650,7 @@ fn unknown_namespace_gets_connect_error_and_connection_stays() {
     assert_incremented(
         &before,
         &gw.metrics(),
-        "socketio_connect_errors_total",
+        "switchboard_socketio_connect_errors_total",
         &[("reason", "invalid_namespace")],
     );
     // the main namespace of that client still works
@@ -699,7 +699,7 @@ fn websocket_frame_attack(first_byte: u8, masked: bool, payload: &[u8]) {
     wait_incremented(
         &gw,
         &before,
-        "engine_parse_errors_total",
+        "switchboard_engine_parse_errors_total",
         &[("kind", "websocket_protocol")],
     );
     innocent.check();
@@ -760,11 +760,11 @@ fn engine_rejects_bad_handshake_parameters() {
         ("unsupported_protocol_version", 4.0),
     ] {
         let labels = [("error", label)];
-        let delta = after.get("engine_http_errors_total", &labels)
-            - before.get("engine_http_errors_total", &labels);
+        let delta = after.get("switchboard_engine_http_errors_total", &labels)
+            - before.get("switchboard_engine_http_errors_total", &labels);
         assert!(
             delta >= n,
-            "engine_http_errors_total{{error={label}}} grew by {delta}, expected {n}"
+            "switchboard_engine_http_errors_total{{error={label}}} grew by {delta}, expected {n}"
         );
     }
     innocent.check();
@@ -780,7 +780,7 @@ fn engine_closes_websocket_on_unknown_packet_type() {
     attacker.send(Message::text("7hello")).unwrap();
     let code = ws_expect_close(&mut attacker);
     assert!(matches!(code, Some(1002)), "close code {code:?}");
-    wait_incremented(&gw, &before, "engine_parse_errors_total", &[]);
+    wait_incremented(&gw, &before, "switchboard_engine_parse_errors_total", &[]);
     innocent.check();
     gw.assert_alive();
 }
@@ -809,7 +809,7 @@ fn polling_post_over_limit_with_content_length_is_413_and_session_survives() {
     assert_incremented(
         &before,
         &gw.metrics(),
-        "engine_payload_too_large_total",
+        "switchboard_engine_payload_too_large_total",
         &[("transport", "polling")],
     );
     assert_polling_session_works(gw.addr, &sid);
@@ -838,7 +838,7 @@ fn polling_chunked_post_over_limit_is_413() {
     assert_incremented(
         &before,
         &gw.metrics(),
-        "engine_payload_too_large_total",
+        "switchboard_engine_payload_too_large_total",
         &[("transport", "polling")],
     );
     assert_polling_session_works(gw.addr, &sid);
@@ -862,7 +862,12 @@ fn polling_packet_count_bomb_is_400_and_closes_session() {
         body.as_bytes(),
     );
     assert_eq!(res.status, 400, "{res:?}");
-    assert_incremented(&before, &gw.metrics(), "engine_parse_errors_total", &[]);
+    assert_incremented(
+        &before,
+        &gw.metrics(),
+        "switchboard_engine_parse_errors_total",
+        &[],
+    );
     assert_session_gone(gw.addr, &sid);
     innocent.check();
     gw.assert_alive();
@@ -879,7 +884,7 @@ fn polling_binary_content_type_is_400() {
     assert_incremented(
         &before,
         &gw.metrics(),
-        "engine_parse_errors_total",
+        "switchboard_engine_parse_errors_total",
         &[("kind", "binary_body")],
     );
     innocent.check();
@@ -949,14 +954,22 @@ fn malformed_posts_do_not_leak_file_descriptors() {
     );
     let after = gw.metrics();
     assert!(
-        after.get("engine_http_errors_total", &[("error", "unknown_sid")])
-            - before.get("engine_http_errors_total", &[("error", "unknown_sid")])
-            >= 50.0
+        after.get(
+            "switchboard_engine_http_errors_total",
+            &[("error", "unknown_sid")]
+        ) - before.get(
+            "switchboard_engine_http_errors_total",
+            &[("error", "unknown_sid")]
+        ) >= 50.0
     );
     assert!(
-        after.get("engine_parse_errors_total", &[("kind", "invalid_utf8")])
-            - before.get("engine_parse_errors_total", &[("kind", "invalid_utf8")])
-            >= 50.0
+        after.get(
+            "switchboard_engine_parse_errors_total",
+            &[("kind", "invalid_utf8")]
+        ) - before.get(
+            "switchboard_engine_parse_errors_total",
+            &[("kind", "invalid_utf8")]
+        ) >= 50.0
     );
     let sid = polling_handshake(gw.addr);
     assert_polling_session_works(gw.addr, &sid);
@@ -981,7 +994,7 @@ fn websocket_message_over_limit_is_closed_with_1009() {
     wait_incremented(
         &gw,
         &before,
-        "engine_payload_too_large_total",
+        "switchboard_engine_payload_too_large_total",
         &[("transport", "websocket")],
     );
     innocent.check();
@@ -1077,8 +1090,8 @@ fn slow_consumer_is_disconnected_and_publisher_keeps_working() {
         }
         if gw
             .metrics()
-            .get("engine_slow_consumer_disconnects_total", &[])
-            > before.get("engine_slow_consumer_disconnects_total", &[])
+            .get("switchboard_engine_slow_consumer_disconnects_total", &[])
+            > before.get("switchboard_engine_slow_consumer_disconnects_total", &[])
         {
             disconnected = true;
             break;
@@ -1088,7 +1101,7 @@ fn slow_consumer_is_disconnected_and_publisher_keeps_working() {
     wait_incremented(
         &gw,
         &before,
-        "engine_sessions_closed_total",
+        "switchboard_engine_sessions_closed_total",
         &[("reason", "slow_consumer")],
     );
     publisher.check();
@@ -1128,7 +1141,7 @@ fn relay_refuses_bad_shapes_and_keeps_the_socket() {
     let after = gw.metrics();
     for event in ["publish", "join"] {
         let labels = [("event", event), ("outcome", "bad_request")];
-        assert_incremented(&before, &after, "relay_requests_total", &labels);
+        assert_incremented(&before, &after, "switchboard_relay_requests_total", &labels);
     }
     client.check();
     gw.assert_alive();
@@ -1236,7 +1249,7 @@ fn invalid_frame_pipelined_with_upgrade_is_closed() {
     wait_incremented(
         &gw,
         &before,
-        "engine_parse_errors_total",
+        "switchboard_engine_parse_errors_total",
         &[("kind", "websocket_protocol")],
     );
     innocent.check();
@@ -1264,7 +1277,7 @@ fn concurrent_posts_are_refused_and_close_the_session() {
     assert_incremented(
         &before,
         &gw.metrics(),
-        "engine_http_errors_total",
+        "switchboard_engine_http_errors_total",
         &[("error", "bad_request")],
     );
     let deadline = Instant::now() + WAIT;
@@ -1302,7 +1315,7 @@ fn room_limits_are_enforced() {
     assert_incremented(
         &before,
         &after,
-        "relay_requests_total",
+        "switchboard_relay_requests_total",
         &[("event", "join"), ("outcome", "limit")],
     );
     client.check();
@@ -1332,7 +1345,7 @@ fn pre_auth_client_with_pending_attachment_is_closed_by_connect_timeout() {
     wait_incremented(
         &gw,
         &before,
-        "engine_sessions_closed_total",
+        "switchboard_engine_sessions_closed_total",
         &[("reason", "forced_close")],
     );
     innocent.check();
