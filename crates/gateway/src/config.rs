@@ -71,15 +71,15 @@ pub struct Args {
         default_value = "joined"
     )]
     pub publish_scope: PublishScope,
-    /// Milliseconds between server pings.
-    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL_MS", default_value_t = 25_000)]
-    pub ping_interval_ms: u64,
-    /// Milliseconds to wait for a pong.
-    #[arg(long, env = "SWITCHBOARD_PING_TIMEOUT_MS", default_value_t = 20_000)]
-    pub ping_timeout_ms: u64,
-    /// Milliseconds a connection may take to join a namespace.
-    #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT_MS", default_value_t = 45_000)]
-    pub connect_timeout_ms: u64,
+    /// Time between server pings (e.g. 25s; a bare number is milliseconds).
+    #[arg(long, alias = "ping-interval-ms", env = "SWITCHBOARD_PING_INTERVAL", default_value = "25s", value_parser = crate::config_file::duration_ms)]
+    pub ping_interval: Duration,
+    /// Time to wait for a pong (a bare number is milliseconds).
+    #[arg(long, alias = "ping-timeout-ms", env = "SWITCHBOARD_PING_TIMEOUT", default_value = "20s", value_parser = crate::config_file::duration_ms)]
+    pub ping_timeout: Duration,
+    /// Time a connection may take to join a namespace (a bare number is milliseconds).
+    #[arg(long, alias = "connect-timeout-ms", env = "SWITCHBOARD_CONNECT_TIMEOUT", default_value = "45s", value_parser = crate::config_file::duration_ms)]
+    pub connect_timeout: Duration,
     /// Largest message or polling body in bytes (both transports).
     #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD", default_value_t = 1_000_000)]
     pub max_payload: usize,
@@ -140,23 +140,24 @@ pub struct Args {
     /// Longest room name in bytes.
     #[arg(long, env = "SWITCHBOARD_MAX_ROOM_NAME", default_value_t = 256)]
     pub max_room_name: usize,
-    /// Seconds to drain connections on SIGTERM before exiting.
-    #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
-    pub drain_timeout_secs: u64,
+    /// Time to drain connections on SIGTERM before exiting (a bare number is seconds).
+    #[arg(long, alias = "drain-timeout-secs", env = "SWITCHBOARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::config_file::duration_secs)]
+    pub drain_timeout: Duration,
     /// Redis URL (`redis://[:password@]host:port[/db]`): joins the cluster on that Redis.
     /// Unset: a single node.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Redis wire: `classic` (Node's createAdapter, works with @socket.io/redis-emitter) or
     /// `sharded` (Node's createShardedAdapter, SPUBLISH/SSUBSCRIBE, Redis >= 7).
-    #[arg(long, env = "SWITCHBOARD_ADAPTER_MODE", default_value = "classic")]
+    #[arg(long, env = "SWITCHBOARD_ADAPTER_MODE", default_value = "classic", value_parser = ["classic", "sharded"])]
     pub adapter_mode: String,
     /// Sharded wire: which rooms get their own channel, `static`, `dynamic` or
     /// `dynamic-private` (Node's subscriptionMode; the same on every node).
     #[arg(
         long,
         env = "SWITCHBOARD_SHARDED_SUBSCRIPTION_MODE",
-        default_value = "dynamic"
+        default_value = "dynamic",
+        value_parser = ["static", "dynamic", "dynamic-private"]
     )]
     pub sharded_subscription_mode: String,
     /// This node's id in the cluster (must differ between nodes). Default: random.
@@ -169,10 +170,10 @@ pub struct Args {
     /// demo in examples/chat-web). Unset: only /socket.io/ answers.
     #[arg(long, env = "SWITCHBOARD_STATIC_DIR")]
     pub static_dir: Option<std::path::PathBuf>,
-    /// Milliseconds a cluster request (fetch sockets, all rooms, server-side acks) waits for
-    /// the other nodes.
-    #[arg(long, env = "SWITCHBOARD_REQUESTS_TIMEOUT_MS", default_value_t = 5_000)]
-    pub requests_timeout_ms: u64,
+    /// Time a cluster request (fetch sockets, all rooms, server-side acks) waits for the
+    /// other nodes (a bare number is milliseconds).
+    #[arg(long, alias = "requests-timeout-ms", env = "SWITCHBOARD_REQUESTS_TIMEOUT", default_value = "5s", value_parser = crate::config_file::duration_ms)]
+    pub requests_timeout: Duration,
     /// Backend API, proxy and log options.
     #[command(flatten)]
     pub backend: crate::backend_config::BackendArgs,
@@ -190,6 +191,11 @@ pub fn unknown_env_vars(vars: impl IntoIterator<Item = String>) -> Vec<String> {
         .get_arguments()
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
+        .chain(
+            crate::config_file::LEGACY_ENV
+                .iter()
+                .map(|(v, _)| (*v).to_owned()),
+        )
         .collect();
     let mut unknown: Vec<String> = vars
         .into_iter()
@@ -398,10 +404,12 @@ impl Args {
                 .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?)),
             _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
         };
-        if self.ping_interval_ms == 0 || self.ping_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+        if self.ping_interval.is_zero()
+            || self.ping_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+        {
             return Err(
-                "--ping-interval-ms, --ping-timeout-ms and --connect-timeout-ms must be above 0"
-                    .into(),
+                "--ping-interval, --ping-timeout and --connect-timeout must be above 0".into(),
             );
         }
         if self.max_rooms_per_socket == 0 || self.max_room_name == 0 {
@@ -429,8 +437,8 @@ impl Args {
         };
         let engine = EngineConfig {
             path: "/socket.io/".into(),
-            ping_interval: Duration::from_millis(self.ping_interval_ms),
-            ping_timeout: Duration::from_millis(self.ping_timeout_ms),
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
             max_payload: self.max_payload,
             max_queue_bytes: self.max_queue_bytes,
             cors,
@@ -469,13 +477,13 @@ impl Args {
                 r.subscription_mode = subscription_mode;
                 r.node_id = node_id;
                 r.key = self.redis_key;
-                r.requests_timeout = Duration::from_millis(self.requests_timeout_ms);
+                r.requests_timeout = self.requests_timeout;
                 r.validate().map_err(|e| {
                     let flag = match e.field {
                         "url" => "--redis-url",
                         "node_id" => "--node-id",
                         "key" => "--redis-key",
-                        "requests_timeout" => "--requests-timeout-ms",
+                        "requests_timeout" => "--requests-timeout",
                         other => other,
                     };
                     format!("{flag}: {}", e.reason)
@@ -500,7 +508,7 @@ impl Args {
             namespaces,
             server: ServerConfig {
                 engine,
-                connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+                connect_timeout: self.connect_timeout,
                 max_attachments: self.max_attachments,
                 ..ServerConfig::default()
             },
@@ -519,7 +527,7 @@ impl Args {
                 event_rate,
             },
             tls,
-            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            drain_timeout: self.drain_timeout,
             redis,
             backend,
         })

@@ -11,6 +11,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `--config` and `--print-config`.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +25,34 @@ pub struct FileArgs {
     pub print_config: bool,
 }
 
+/// Environment names of the options that became durations, and the option each sets (same
+/// meaning as before: a bare number is milliseconds, or seconds for the drain).
+pub const LEGACY_ENV: &[(&str, &str)] = &[
+    ("SWITCHBOARD_PING_INTERVAL_MS", "ping-interval"),
+    ("SWITCHBOARD_PING_TIMEOUT_MS", "ping-timeout"),
+    ("SWITCHBOARD_CONNECT_TIMEOUT_MS", "connect-timeout"),
+    ("SWITCHBOARD_DRAIN_TIMEOUT_SECS", "drain-timeout"),
+    ("SWITCHBOARD_REQUESTS_TIMEOUT_MS", "requests-timeout"),
+];
+
+/// A duration in human text (`250ms`, `5s`); a bare number is milliseconds.
+pub fn duration_ms(text: &str) -> Result<Duration, String> {
+    duration(text, Duration::from_millis)
+}
+
+/// A duration in human text (`30s`, `2m`); a bare number is seconds.
+pub fn duration_secs(text: &str) -> Result<Duration, String> {
+    duration(text, Duration::from_secs)
+}
+
+fn duration(text: &str, bare: fn(u64) -> Duration) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(bare(n));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 250ms, 5s or 2m)"))
+}
+
 /// Options that make no sense in the file.
 const NOT_IN_FILE: &[&str] = &["config", "print-config", "help", "version"];
 
@@ -35,6 +64,7 @@ struct FileValues {
 
 /// Where each option's value came from (command line, environment, file, default).
 pub struct Resolved {
+    legacy: Vec<(&'static str, &'static str)>,
     matches: ArgMatches,
     command: Command,
     file: Option<FileValues>,
@@ -83,14 +113,18 @@ fn load(path: &Path, command: &Command) -> Result<FileValues, String> {
         .map_err(|e| format!("--config {shown}: not valid TOML: {e}"))?;
     let mut entries = Vec::new();
     for (key, value) in table {
-        let long = key.replace('_', "-");
+        let written = key.replace('_', "-");
         let arg = command
             .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()))
-            .filter(|_| !NOT_IN_FILE.contains(&long.as_str()))
+            .find(|a| {
+                a.get_long() == Some(written.as_str())
+                    || a.get_all_aliases().is_some_and(|al| al.contains(&written.as_str()))
+            })
+            .filter(|_| !NOT_IN_FILE.contains(&written.as_str()))
             .ok_or_else(|| {
                 format!("{shown}: unknown key `{key}`; the keys are the option names of `switchboard --help`")
             })?;
+        let long = arg.get_long().unwrap_or(written.as_str()).to_owned();
         let values = match &value {
             toml::Value::Array(items) => items
                 .iter()
@@ -154,6 +188,28 @@ pub fn parse() -> (crate::config::Args, Resolved) {
             }
         }
     }
+    // The old environment names still work, above the file and below the new names.
+    let mut legacy = Vec::new();
+    for (var, long) in LEGACY_ENV {
+        let new_var = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(*long))
+            .and_then(|a| a.get_env().map(|e| e.to_owned()));
+        let Some(value) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        if new_var.is_some_and(|n| std::env::var_os(n).is_some()) {
+            continue;
+        }
+        let id = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(*long))
+            .map(|a| a.get_id().clone());
+        if let Some(id) = id {
+            command = command.mut_arg(id, move |a| a.default_value(value));
+            legacy.push((*long, *var));
+        }
+    }
     let matches = match command.clone().try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) => {
@@ -173,6 +229,7 @@ pub fn parse() -> (crate::config::Args, Resolved) {
             matches,
             command,
             file,
+            legacy,
         },
     )
 }
@@ -196,6 +253,9 @@ impl Resolved {
                     .unwrap_or_default()
             ),
             Some(ValueSource::DefaultValue) => {
+                if let Some((_, var)) = self.legacy.iter().find(|(l, _)| *l == long) {
+                    return format!("from the environment ({var})");
+                }
                 let key = self.file.as_ref().and_then(|f| {
                     f.entries
                         .iter()
@@ -275,6 +335,15 @@ impl Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_numbers_keep_the_old_unit() {
+        assert_eq!(duration_ms("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration_ms("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration_secs("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration_secs("1m 5s"), Ok(Duration::from_secs(65)));
+        assert!(duration_ms("soon").is_err());
+    }
 
     #[test]
     fn config_path_from_argv_or_env() {

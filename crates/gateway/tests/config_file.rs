@@ -237,3 +237,56 @@ fn every_option_is_documented_in_operations_md() {
         );
     }
 }
+
+#[test]
+fn timeouts_are_durations_and_the_old_names_still_work() {
+    let out = bin()
+        .args([
+            "--print-config",
+            "--ping-interval",
+            "1500ms",
+            "--connect-timeout-ms",
+            "700",
+        ])
+        .env("SWITCHBOARD_DRAIN_TIMEOUT_SECS", "20")
+        .env("SWITCHBOARD_REQUESTS_TIMEOUT_MS", "900")
+        .env("SWITCHBOARD_REQUESTS_TIMEOUT", "2s")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        line(&text, "ping-interval").starts_with("ping-interval = \"1500ms\""),
+        "{text}"
+    );
+    assert!(
+        line(&text, "connect-timeout")
+            .starts_with("connect-timeout = 700  # from the command line"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "drain-timeout")
+            .contains("# from the environment (SWITCHBOARD_DRAIN_TIMEOUT_SECS)"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "requests-timeout").starts_with("requests-timeout = \"2s\""),
+        "the new name wins: {text}"
+    );
+    assert!(
+        !err.contains("unknown SWITCHBOARD_"),
+        "old names are known: {err}"
+    );
+    let out = bin()
+        .args(["--drain-timeout", "soon"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let out = bin()
+        .args(["--adapter-mode", "clasic"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: classic, sharded"));
+}
