@@ -309,7 +309,13 @@ async fn server_api_routes_and_errors() {
         metric_sum(&m, "switchboard_sockets", &[("namespace", "/chat")]),
         1.0
     );
-    assert!(metric_sum(&m, "switchboard_connect_duration_seconds_count", &[]) >= 3.0);
+    assert!(
+        metric_sum(
+            &m,
+            "switchboard_socketio_connect_duration_seconds_count",
+            &[]
+        ) >= 3.0
+    );
     assert_eq!(
         metric_sum(
             &m,

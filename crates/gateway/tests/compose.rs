@@ -40,7 +40,7 @@ const DOCKERFILE: &str = "deploy/Dockerfile";
 const OTHER_ENV: &[&str] = &["RUST_LOG", "RUST_BACKTRACE"];
 /// What Docker waits after SIGTERM before SIGKILL when `stop_grace_period` is not set.
 const DOCKER_DEFAULT_GRACE: Duration = Duration::from_secs(10);
-/// The gateway's default `--drain-timeout-secs`.
+/// The gateway's default `--drain-timeout`, in seconds.
 const DEFAULT_DRAIN_SECS: u64 = 30;
 
 // ---------------------------------------------------------------------------------------------
@@ -902,8 +902,9 @@ fn check_gateway(
 
     // Docker's SIGKILL must not cut the drain short.
     let drain = env
-        .get("SWITCHBOARD_DRAIN_TIMEOUT_SECS")
-        .and_then(|s| s.parse().ok())
+        .get("SWITCHBOARD_DRAIN_TIMEOUT")
+        .and_then(|s| parse_duration(s))
+        .map(|d| d.as_secs())
         .unwrap_or(DEFAULT_DRAIN_SECS);
     let grace = match svc.get("stop_grace_period").and_then(scalar) {
         None => Some(DOCKER_DEFAULT_GRACE),
@@ -1531,8 +1532,8 @@ async fn dashboard_metrics_are_exported_and_the_healthcheck_reads_ready() {
     );
     // The latency histograms saw the traffic.
     for count in [
-        "socketio_connect_duration_seconds_count",
-        "socketio_broadcast_duration_seconds_count",
+        "switchboard_socketio_connect_duration_seconds_count",
+        "switchboard_socketio_broadcast_duration_seconds_count",
     ] {
         let n: f64 = metrics
             .lines()

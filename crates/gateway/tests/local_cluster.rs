@@ -253,7 +253,7 @@ async fn local_cluster_balances_survives_a_drain_and_is_scraped() {
         let (_, m) = http_get(*admin, "/metrics").await;
         polling_per_gateway.push(metric(
             &m,
-            "engine_sessions_opened_total",
+            "switchboard_engine_sessions_opened_total",
             "transport=\"polling\"",
         ));
     }
@@ -293,7 +293,7 @@ async fn local_cluster_balances_survives_a_drain_and_is_scraped() {
 
     // Drain gateway-1: its clients come back through HAProxy on the two others.
     let (_, m1) = http_get(admins[0], "/metrics").await;
-    let on_first = metric(&m1, "socketio_sockets", "");
+    let on_first = metric(&m1, "switchboard_socketio_sockets", "");
     assert!(on_first >= 1.0, "no socket on gateway-1 to move:\n{m1}");
     let pid = cluster.pids()["gateway-1"];
     let status = Command::new("kill")
@@ -338,7 +338,7 @@ async fn local_cluster_balances_survives_a_drain_and_is_scraped() {
     let mut on_others = 0.0;
     for admin in &admins[1..] {
         let (_, m) = http_get(*admin, "/metrics").await;
-        on_others += metric(&m, "socketio_sockets", "");
+        on_others += metric(&m, "switchboard_socketio_sockets", "");
     }
     assert_eq!(on_others, names.len() as f64, "sockets on gateway-2 and -3");
 
