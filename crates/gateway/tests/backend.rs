@@ -631,3 +631,66 @@ async fn proxy_hooks_against_a_real_backend() {
         ) >= 1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_per_socket_queue_answers_at_once() {
+    cluster_support::require_js();
+    let backend = Backend::start(|hook, body| match (hook, body["event"].as_str()) {
+        ("event", Some("slow")) => Reply {
+            status: 200,
+            body: json!({"ack": "done"}),
+            delay: Duration::from_millis(1500),
+        },
+        _ => Reply::ok(json!({"accept": true, "ack": body["args"][0]})),
+    })
+    .await;
+    let g = gateway(
+        &[
+            "--proxy-url",
+            &backend.url(),
+            "--proxy-queue",
+            "1",
+            "--proxy-timeout",
+            "5s",
+        ],
+        "gateway with a one-event queue",
+    )
+    .await;
+    let c = ClientDriver::spawn().await;
+    c.connect("a", &url(&g), "/").await;
+    // One event with the backend, one waiting: the next ones are refused without waiting.
+    c.emit("a", "slow", json!([])).await;
+    eventually(
+        "the first event reaches the backend",
+        Duration::from_secs(5),
+        || async { backend.calls("event").len() == 1 },
+    )
+    .await;
+    c.emit("a", "slow", json!([])).await;
+    let ack = c.emit_with_ack("a", "quick", json!([1]), 5000).await;
+    assert_eq!(ack[0]["ok"], json!(false), "{ack}");
+    assert!(
+        ack[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many events"),
+        "{ack}"
+    );
+    // Once the queue drains, events go through again, in order.
+    eventually(
+        "the slow events are answered",
+        Duration::from_secs(10),
+        || async { backend.calls("event").len() >= 2 },
+    )
+    .await;
+    let ack = c.emit_with_ack("a", "quick", json!([2]), 10_000).await;
+    assert_eq!(ack, json!([2]));
+    let m = metrics(&g).await;
+    assert!(
+        metric_sum(
+            &m,
+            "switchboard_proxy_calls_total",
+            &[("hook", "event"), ("outcome", "queue_full")]
+        ) >= 1.0
+    );
+}
