@@ -3,6 +3,7 @@
 
 use crate::plan::{sources, worker_count, Job, WorkerSpec};
 use crate::procstat::{self, Sample};
+use crate::scenario::Failure;
 use crate::stats::{decode_histogram, new_histogram, Counts};
 use crate::worker::WorkerLine;
 use hdrhistogram::Histogram;
@@ -152,9 +153,13 @@ fn progress_line(
 }
 
 /// Runs `job` over its worker processes and returns the merged outcome.
-pub async fn coordinate(job: &Job) -> Result<Outcome, String> {
+pub async fn coordinate(job: &Job) -> Result<Outcome, Failure> {
     let pids = job.common().server_pids.clone();
-    procstat::check_pids(&pids)?;
+    procstat::check_pids(&pids).map_err(Failure::Usage)?;
+    Ok(coordinate_checked(job, pids).await?)
+}
+
+async fn coordinate_checked(job: &Job, pids: Vec<u32>) -> Result<Outcome, String> {
     let total_conns = job.connections();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let baseline = procstat::sample(&pids);

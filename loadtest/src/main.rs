@@ -42,9 +42,13 @@ fn main() -> ExitCode {
         cli::Command::Run(a) => match runner::run(&a) {
             Ok(status) if status.success() => ExitCode::SUCCESS,
             Ok(status) => ExitCode::from(status.code().map_or(1, |c| c.clamp(1, 255) as u8)),
-            Err(e) => {
+            Err(scenario::Failure::Usage(e)) => {
                 eprintln!("switchboard-load run: {e}");
                 ExitCode::from(EXIT_USAGE)
+            }
+            Err(scenario::Failure::Run(e)) => {
+                eprintln!("switchboard-load run: {e}");
+                ExitCode::FAILURE
             }
         },
         command => scenario_main(command),
@@ -71,7 +75,10 @@ fn scenario_main(command: cli::Command) -> ExitCode {
             }
             cli::Command::Storm(a) => (scenario::storm(a).await, a.common.fail_on_loss),
             cli::Command::Sweep(a) => (scenario::sweep(a).await, a.load.common.fail_on_loss),
-            _ => (Err("not a scenario".to_owned()), false),
+            _ => (
+                Err(scenario::Failure::Usage("not a scenario".to_owned())),
+                false,
+            ),
         }
     });
     match result {
@@ -85,9 +92,13 @@ fn scenario_main(command: cli::Command) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Err(scenario::Failure::Usage(e)) => {
             eprintln!("switchboard-load: {e}");
             ExitCode::from(EXIT_USAGE)
+        }
+        Err(scenario::Failure::Run(e)) => {
+            eprintln!("switchboard-load: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -3,6 +3,7 @@
 //! to the load CPUs with `--url` and `--server-pid` filled in, and stops everything afterwards.
 
 use crate::cli::{RunArgs, ServerKind};
+use crate::scenario::Failure;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -101,22 +102,24 @@ fn server_command(a: &RunArgs, bin: &str, node: u32, port: u16, redis: Option<u1
 }
 
 /// Runs the scenario against freshly started servers; returns the scenario's exit status.
-pub fn run(a: &RunArgs) -> Result<ExitStatus, String> {
+pub fn run(a: &RunArgs) -> Result<ExitStatus, Failure> {
     if a.nodes == 0 {
-        return Err("--nodes must be at least 1".into());
+        return Err(Failure::Usage("--nodes must be at least 1".into()));
     }
     let Some(scenario) = a.scenario.first() else {
-        return Err(
+        return Err(Failure::Usage(
             "name a scenario after the runner's options, e.g. `run -- fanout --rate 200`".into(),
-        );
+        ));
     };
     if !["idle", "fanout", "crossnode", "storm", "sweep"].contains(&scenario.as_str()) {
-        return Err(format!(
+        return Err(Failure::Usage(format!(
             "`{scenario}`: the scenario must be idle, fanout, crossnode, storm or sweep"
-        ));
+        )));
     }
     if !a.no_pin && Command::new("taskset").arg("-V").output().is_err() {
-        return Err("taskset not found: install util-linux, or pass --no-pin".into());
+        return Err(Failure::Usage(
+            "taskset not found: install util-linux, or pass --no-pin".into(),
+        ));
     }
     let bin = match &a.server_bin {
         Some(b) => b.clone(),

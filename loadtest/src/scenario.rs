@@ -9,6 +9,21 @@ use crate::stats::Latency;
 use serde_json::{json, Value};
 use std::io::Write as _;
 
+/// Why a scenario did not produce a report.
+#[derive(Debug)]
+pub enum Failure {
+    /// The options are wrong (exit 64); the message names the flag.
+    Usage(String),
+    /// The run failed (exit 1); the message says what to check.
+    Run(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Run(s)
+    }
+}
+
 /// What a scenario produced: the JSON line, and whether anything was lost or failed.
 pub struct Report {
     /// The JSON line.
@@ -82,13 +97,17 @@ fn ms(us: u64) -> f64 {
 }
 
 /// `fanout` / `crossnode` / one sweep step.
-pub async fn load(scenario: &str, a: &LoadArgs) -> Result<Report, String> {
-    a.validate()?;
+pub async fn load(scenario: &str, a: &LoadArgs) -> Result<Report, Failure> {
+    a.validate().map_err(Failure::Usage)?;
     if scenario == "crossnode" && a.common.urls.len() < 2 {
-        return Err("crossnode needs at least two --url (one per node sharing the Redis)".into());
+        return Err(Failure::Usage(
+            "crossnode needs at least two --url (one per node sharing the Redis)".into(),
+        ));
     }
     if scenario == "fanout" && a.common.urls.len() != 1 {
-        return Err("fanout takes exactly one --url (use crossnode for several nodes)".into());
+        return Err(Failure::Usage(
+            "fanout takes exactly one --url (use crossnode for several nodes)".into(),
+        ));
     }
     let o = coordinate(&Job::Load(a.clone())).await?;
     let c = &o.counts;
@@ -159,12 +178,14 @@ pub async fn load(scenario: &str, a: &LoadArgs) -> Result<Report, String> {
 }
 
 /// `idle`.
-pub async fn idle(a: &IdleArgs) -> Result<Report, String> {
+pub async fn idle(a: &IdleArgs) -> Result<Report, Failure> {
     if a.connections == 0 {
-        return Err("--connections must be at least 1".into());
+        return Err(Failure::Usage("--connections must be at least 1".into()));
     }
     if !(a.duration >= 0.0 && a.duration.is_finite()) {
-        return Err("--duration must be zero or a positive number of seconds".into());
+        return Err(Failure::Usage(
+            "--duration must be zero or a positive number of seconds".into(),
+        ));
     }
     let o = coordinate(&Job::Idle(a.clone())).await?;
     let c = &o.counts;
@@ -201,12 +222,14 @@ pub async fn idle(a: &IdleArgs) -> Result<Report, String> {
 }
 
 /// `storm`.
-pub async fn storm(a: &StormArgs) -> Result<Report, String> {
+pub async fn storm(a: &StormArgs) -> Result<Report, Failure> {
     if a.concurrency == 0 {
-        return Err("--concurrency must be at least 1".into());
+        return Err(Failure::Usage("--concurrency must be at least 1".into()));
     }
     if !(a.duration > 0.0 && a.duration.is_finite()) {
-        return Err("--duration must be a positive number of seconds".into());
+        return Err(Failure::Usage(
+            "--duration must be a positive number of seconds".into(),
+        ));
     }
     let o = coordinate(&Job::Storm(a.clone())).await?;
     let c = &o.counts;
@@ -244,12 +267,12 @@ pub async fn storm(a: &StormArgs) -> Result<Report, String> {
 }
 
 /// `sweep`: fanout steps at rising rates until a bound is crossed.
-pub async fn sweep(a: &SweepArgs) -> Result<Report, String> {
+pub async fn sweep(a: &SweepArgs) -> Result<Report, Failure> {
     if !(a.start_rate > 0.0 && a.factor > 1.0 && a.max_rate >= a.start_rate) {
-        return Err(
+        return Err(Failure::Usage(
             "--start-rate must be positive, --factor above 1, --max-rate at least --start-rate"
                 .into(),
-        );
+        ));
     }
     let scenario = if a.load.common.urls.len() > 1 {
         "crossnode"
