@@ -34,6 +34,9 @@ pub struct Outcome {
     pub loaded: Sample,
     /// Servers when every worker had reported its result.
     pub end: Sample,
+    /// CPU time the worker processes used during the measured phase, µs (to tell a saturated
+    /// load generator from a saturated server).
+    pub load_cpu_us: u64,
 }
 
 enum Event {
@@ -166,6 +169,8 @@ async fn coordinate_checked(job: &Job, pids: Vec<u32>) -> Result<Outcome, String
     let t0 = Instant::now();
     let mut workers = spawn_workers(job, tx)?;
     let n = workers.children.len();
+    let worker_pids: Vec<u32> = workers.children.iter().filter_map(Child::id).collect();
+    let mut load_start = 0;
     let mut latest = vec![Counts::default(); n];
     let mut p99s = vec![0u64; n];
     let mut ready = vec![false; n];
@@ -204,6 +209,7 @@ async fn coordinate_checked(job: &Job, pids: Vec<u32>) -> Result<Outcome, String
                     if ready.iter().all(|r| *r) {
                         setup_secs = t0.elapsed().as_secs_f64();
                         loaded = procstat::sample(&pids);
+                        load_start = procstat::sample(&worker_pids).cpu_us;
                         workers.tell("go").await?;
                         running = Some(Instant::now());
                         last = sum(&latest);
@@ -225,6 +231,9 @@ async fn coordinate_checked(job: &Job, pids: Vec<u32>) -> Result<Outcome, String
     }
     let run_secs = running.map(|r| r.elapsed().as_secs_f64()).unwrap_or(0.0);
     let end = procstat::sample(&pids);
+    let load_cpu_us = procstat::sample(&worker_pids)
+        .cpu_us
+        .saturating_sub(load_start);
     let _ = workers.tell("exit").await;
     for c in workers.children.iter_mut() {
         let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
@@ -247,5 +256,6 @@ async fn coordinate_checked(job: &Job, pids: Vec<u32>) -> Result<Outcome, String
         baseline,
         loaded,
         end,
+        load_cpu_us,
     })
 }

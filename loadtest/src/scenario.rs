@@ -89,6 +89,12 @@ fn base(
     m.insert("connected".into(), json!(c.connected));
     m.insert("connect_failed".into(), json!(c.connect_failed));
     m.insert("disconnected".into(), json!(c.disconnected));
+    let share = o.load_cpu_us as f64 / (o.run_secs.max(0.001) * 1e6);
+    m.insert("load_cpu_us".into(), json!(o.load_cpu_us));
+    m.insert(
+        "load_cpu_share".into(),
+        json!((share * 100.0).round() / 100.0),
+    );
     m
 }
 
@@ -301,6 +307,7 @@ pub async fn sweep(a: &SweepArgs) -> Result<Report, Failure> {
             "lost": j["lost"],
             "expected": j["expected"],
             "cpu_us_per_delivery": j["server"]["cpu_us_per_delivery"],
+            "load_cpu_share": j["load_cpu_share"],
             "ok": ok,
         }));
         if !ok {
