@@ -112,6 +112,15 @@ impl Client {
         }
         .map_err(tcp)?;
         if let Some(ip) = source {
+            // Choose the port at connect time, per destination: without this, bind() searches
+            // a port unique to the source address, which gets slow past ~20,000 sockets and
+            // caps each source at one ephemeral range for all servers together.
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::IpBindAddressNoPort,
+                &true,
+            )
+            .map_err(|e| tcp(std::io::Error::from(e)))?;
             socket.bind(SocketAddr::new(ip, 0)).map_err(tcp)?;
         }
         let stream = socket.connect(target.addr).await.map_err(tcp)?;
