@@ -54,6 +54,7 @@ def metric(case, r):
         return {
             "deliveries/s": r.get("deliveries_per_s"),
             "lost": r.get("lost"),
+            "reordered": r.get("reordered"),
             "p50 ms": lat.get("p50", 0) / 1000,
             "p99 ms": lat.get("p99", 0) / 1000,
             "p99.9 ms": lat.get("p999", 0) / 1000,
@@ -66,7 +67,7 @@ def metric(case, r):
             "p99 ms": lat.get("p99", 0) / 1000,
             "CPU-µs/handshake": s.get("cpu_us_per_handshake"),
         }
-    if case == "sweep":
+    if case.startswith("sweep"):
         sat = r.get("saturation") or {}
         return {
             "saturation msg/s": sat.get("rate"),
@@ -129,7 +130,7 @@ def plot(rows, path):
             r = row.get("result")
             if row["contender"] != who or not r:
                 continue
-            if row["case"] == "sweep":
+            if row["case"].startswith("sweep"):
                 for s in r.get("steps", []):
                     xs.append(s["deliveries_per_s"])
                     ys.append(s["p99_us"] / 1000)
