@@ -193,7 +193,9 @@ impl<D> EioSocket<D> {
 
     /// True once the session is closed or closing.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        // The reason is set before the token is cancelled, and reading it is one atomic load
+        // (the token's own check takes a lock): this runs on every enqueue.
+        self.reason.get().is_some()
     }
 
     /// The reason the session closed, once it has.
