@@ -9,13 +9,17 @@ use crate::http_util::{self, Body};
 use crate::metrics::EngineMetrics;
 use crate::sessions::Sessions;
 use crate::sid::Sid;
-use crate::socket::{EioSocket, Frame, Outgoing, RequestInfo, TransportKind};
+use crate::socket::{EioSocket, Frame, Heartbeat, Outgoing, RequestInfo, TransportKind};
 use crate::{polling, ws};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_protocol::EioPacket;
+
+/// How long a polling session closed by its client stays reachable for a GET that raced the
+/// close (see `supervise`).
+const RACING_POLL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Error type of request bodies the engine accepts.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -168,6 +172,17 @@ impl<H: Handler> Engine<H> {
             if transport == TransportKind::Polling {
                 socket.polled.store(true, Ordering::Release);
             }
+            if !socket.answers_after_close() {
+                // Closed and waiting only for its supervisor to remove it.
+                return Err(HttpError::UnknownSid);
+            }
+            if !socket.is_closed() && socket.heartbeat_expired() {
+                // The pong deadline passed before this request: the session timed out, whether
+                // or not the supervisor's timer has woken yet (as Node, which closes at the
+                // deadline).
+                socket.close(CloseReason::PingTimeout);
+                return Err(HttpError::UnknownSid);
+            }
             return match transport {
                 TransportKind::Websocket if upgrade => {
                     ws::accept(self.clone(), req, Some(socket), None)
@@ -247,6 +262,10 @@ impl<H: Handler> Engine<H> {
             self.inner.handler.new_data(),
             request,
             transport,
+            Heartbeat {
+                interval: c.ping_interval,
+                timeout: c.ping_timeout,
+            },
             c.max_queue_items,
             c.max_queue_bytes,
             self.inner.metrics.clone(),
@@ -303,7 +322,10 @@ impl<H: Handler> Inner<H> {
                     .await;
             }
             EioPacket::Pong(_) => socket.on_pong(),
-            EioPacket::Close => socket.close(CloseReason::TransportClose),
+            EioPacket::Close => {
+                socket.close_packet.store(true, Ordering::Release);
+                socket.close(CloseReason::TransportClose);
+            }
             // v4 pings go server → client only: a client ping is a protocol violation.
             EioPacket::Ping(_) | EioPacket::Open(_) | EioPacket::Upgrade | EioPacket::Noop => {
                 self.parse_error(socket, "unexpected_packet");
@@ -361,20 +383,21 @@ fn reap_if_never_polled<D: Send + Sync + 'static>(
 }
 
 /// Runs for the whole life of a session: pings, waits for pongs, and on close notifies the
-/// handler and removes the session. The session's admission permit is held until then.
+/// handler and removes the session. The session's admission permit is held until then. Every
+/// deadline is an absolute instant of the session (its open or its last pong, see
+/// [`EioSocket::pong_deadline`]), so wake-up latency never adds up.
 async fn supervise<H: Handler>(
     inner: Arc<Inner<H>>,
     socket: Arc<EioSocket<H::Data>>,
     permit: Permit,
 ) {
     let closed = socket.closed_token().clone();
-    let interval = inner.config.ping_interval;
-    let timeout = inner.config.ping_timeout;
     loop {
         tokio::select! {
             _ = closed.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep_until(socket.next_ping()) => {}
         }
+        let deadline = socket.pong_deadline();
         socket.awaiting_pong.store(true, Ordering::Release);
         if socket
             .send(Outgoing::One(Frame::text("2".to_owned())))
@@ -385,7 +408,7 @@ async fn supervise<H: Handler>(
         tokio::select! {
             _ = closed.cancelled() => break,
             _ = socket.pong.notified() => {}
-            _ = tokio::time::sleep(timeout) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 socket.close(CloseReason::PingTimeout);
                 break;
             }
@@ -399,9 +422,18 @@ async fn supervise<H: Handler>(
         .inc();
     inner.metrics.sessions.dec();
     inner.handler.on_close(&socket, reason);
-    if socket.transport() == TransportKind::Polling && reason.server_initiated() {
-        // Keep the session reachable so the client's next poll gets the last packets and `1`.
-        let _ = tokio::time::timeout(inner.config.close_timeout, socket.drained.notified()).await;
+    if socket.transport() == TransportKind::Polling {
+        if reason.server_initiated() {
+            // Keep the session reachable so the client's next poll gets the last packets and `1`.
+            let _ =
+                tokio::time::timeout(inner.config.close_timeout, socket.drained.notified()).await;
+        } else if socket.answers_after_close() {
+            // A client's close (POST `1`) and its GET are sent together and may arrive in either
+            // order. A waiting GET gets its noop (`6`) as in Node; a GET that lost the race by a
+            // moment is answered the same way instead of 400. The poll after that finds no
+            // session (400), because a GET that answers a closed session removes it.
+            let _ = tokio::time::timeout(RACING_POLL_GRACE, socket.drained.notified()).await;
+        }
     }
     inner.sessions.remove(&socket.sid());
     drop(permit);

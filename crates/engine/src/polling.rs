@@ -4,7 +4,7 @@ use crate::engine::{BoxError, Engine, Inner};
 use crate::error::{CloseReason, HttpError};
 use crate::handler::Handler;
 use crate::http_util::{self, Body};
-use crate::socket::{EioSocket, Frame, Outgoing};
+use crate::socket::{EioSocket, Frame, Outgoing, TransportKind};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_protocol::engine::{decode_payload, encode_binary_record, SEPARATOR};
 use tokio::sync::mpsc;
+
+/// How long a poll that arrives during an upgrade waits for the switch before its noop.
+const UPGRADE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Holds the queue's receiving end for one GET. If the GET future is dropped before it answers
 /// (the client hung up), the session closes: nobody would read what it took.
@@ -63,7 +66,21 @@ pub(crate) async fn get<H: Handler>(
     tokio::pin!(upgrade);
     upgrade.as_mut().enable();
     if socket.upgrading.load(Ordering::Acquire) {
-        return Ok(payload_response("6".into()));
+        // A poll that arrives once the probe is answered. As in Node (which ends such a poll with
+        // a noop at its next upgrade check, every 100 ms), it waits that long for the switch: if
+        // the client's `5` lands meanwhile, the session is on WebSocket and the poll gets 400.
+        let ended = socket.upgrade_ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if socket.upgrading.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(UPGRADE_CHECK, ended).await;
+        }
+        if socket.transport() != TransportKind::Polling {
+            return Err(HttpError::BadRequest);
+        }
+        if socket.upgrading.load(Ordering::Acquire) {
+            return Ok(payload_response("6".into()));
+        }
     }
     let Some(rx) = socket.take_rx() else {
         // Overlapping GETs: the protocol closes the session; the first GET gets `1`.
@@ -114,6 +131,8 @@ pub(crate) async fn get<H: Handler>(
             body.push('1');
         }
         socket.drained.notify_one();
+        // This was the session's last answer: the next request for it gets 400 at once.
+        inner.sessions.remove(&socket.sid());
     }
     guard.answered = true;
     drop(guard);

@@ -148,7 +148,38 @@ impl<S: HttpHandler> hyper::service::Service<Request<Incoming>> for Svc<S> {
         }
         req.extensions_mut().insert(RemoteAddr(self.peer));
         let handler = self.handler.clone();
-        Box::pin(async move { Ok(handler.call(req).await) })
+        // hyper drops a request's future unpolled when the connection's end arrives in the same
+        // read as its head. The handler runs in its own task and is polled at least once, so a
+        // request that fully arrived is always seen (a poll whose client hung up closes its
+        // session, as in Node); dropping the returned future then cancels the handler.
+        let gone = CancellationToken::new();
+        let task = tokio::spawn(run_until_dropped(handler, req, gone.clone()));
+        let dropped = gone.drop_guard();
+        Box::pin(async move {
+            let _dropped = dropped;
+            match task.await {
+                Ok(Some(res)) => Ok(res),
+                // The handler panicked (or was cancelled, and then nobody reads this).
+                _ => Ok(crate::http_util::empty(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                )),
+            }
+        })
+    }
+}
+
+/// Runs `handler` on `req` until it answers or `gone` is cancelled, polling it first each time.
+async fn run_until_dropped<S: HttpHandler>(
+    handler: S,
+    req: Request<Incoming>,
+    gone: CancellationToken,
+) -> Option<Response<Body>> {
+    let answer = handler.call(req);
+    tokio::pin!(answer);
+    tokio::select! {
+        biased;
+        res = &mut answer => Some(res),
+        _ = gone.cancelled() => None,
     }
 }
 

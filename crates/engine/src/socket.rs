@@ -5,9 +5,11 @@ use crate::metrics::EngineMetrics;
 use crate::sid::Sid;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +101,13 @@ pub struct RequestInfo {
     pub time: std::time::SystemTime,
 }
 
+/// A session's heartbeat settings (the engine's `pingInterval` and `pingTimeout`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heartbeat {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+}
+
 /// One Engine.IO session, shared between its transport tasks and the application.
 pub struct EioSocket<D> {
     sid: Sid,
@@ -113,8 +122,19 @@ pub struct EioSocket<D> {
     transport: AtomicU8,
     pub(crate) upgrading: AtomicBool,
     pub(crate) upgrade_started: Notify,
+    pub(crate) upgrade_ended: Notify,
     pub(crate) awaiting_pong: AtomicBool,
     pub(crate) pong: Notify,
+    heartbeat: Heartbeat,
+    /// When the session opened: the origin of its heartbeat deadlines.
+    opened: Instant,
+    /// The instant (microseconds after `opened`) by which the next pong must arrive: the open or
+    /// the last pong, plus pingInterval, plus pingTimeout. The supervisor sleeps until these
+    /// absolute instants, and a request arriving past the deadline finds the session expired, so
+    /// a late timer wake-up never keeps a dead session alive.
+    pong_deadline_us: AtomicU64,
+    /// Set when the client ended the session with a close packet (`1`).
+    pub(crate) close_packet: AtomicBool,
     pub(crate) post_in_flight: AtomicBool,
     pub(crate) get_pending: AtomicBool,
     /// Set by the first GET or POST after the handshake.
@@ -139,6 +159,7 @@ impl<D> EioSocket<D> {
         data: D,
         request: RequestInfo,
         transport: TransportKind,
+        heartbeat: Heartbeat,
         max_queue_items: usize,
         max_queue_bytes: usize,
         metrics: Arc<EngineMetrics>,
@@ -156,8 +177,13 @@ impl<D> EioSocket<D> {
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
             upgrade_started: Notify::new(),
+            upgrade_ended: Notify::new(),
             awaiting_pong: AtomicBool::new(false),
             pong: Notify::new(),
+            heartbeat,
+            opened: Instant::now(),
+            pong_deadline_us: AtomicU64::new(micros(heartbeat.interval + heartbeat.timeout)),
+            close_packet: AtomicBool::new(false),
             post_in_flight: AtomicBool::new(false),
             get_pending: AtomicBool::new(false),
             polled: AtomicBool::new(false),
@@ -201,6 +227,17 @@ impl<D> EioSocket<D> {
     /// The reason the session closed, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.reason.get().copied()
+    }
+
+    /// True while a closed session still answers a poll: after a server-initiated close (the
+    /// poll gets the last packets and `1`) or a client's close packet (a poll that raced it gets
+    /// `6`). Any other closed session is gone for requests, as if already removed.
+    pub(crate) fn answers_after_close(&self) -> bool {
+        match self.close_reason() {
+            None => true,
+            Some(CloseReason::TransportClose) => self.close_packet.load(Ordering::Acquire),
+            Some(reason) => reason.server_initiated(),
+        }
     }
 
     /// A token cancelled when the session closes.
@@ -292,17 +329,53 @@ impl<D> EioSocket<D> {
         self.rx_returned.notify_waiters();
     }
 
-    /// Records a pong; it only counts while a ping is outstanding.
+    /// Marks the upgrade as over (switched or abandoned) and wakes polls waiting on it.
+    pub(crate) fn end_upgrade(&self) {
+        self.upgrading.store(false, Ordering::Release);
+        self.upgrade_ended.notify_waiters();
+    }
+
+    /// Records a pong; it only counts while a ping is outstanding. The next ping is due
+    /// pingInterval from now, and its pong pingTimeout after that.
     pub(crate) fn on_pong(&self) {
         if self.awaiting_pong.swap(false, Ordering::AcqRel) {
+            let next = self.opened.elapsed() + self.heartbeat.interval + self.heartbeat.timeout;
+            self.pong_deadline_us.store(micros(next), Ordering::Release);
             self.pong.notify_one();
         }
+    }
+
+    /// The instant by which the next pong must arrive.
+    pub(crate) fn pong_deadline(&self) -> Instant {
+        let us = self.pong_deadline_us.load(Ordering::Acquire);
+        let year = Duration::from_secs(365 * 24 * 3600);
+        self.opened
+            .checked_add(Duration::from_micros(us))
+            .unwrap_or(self.opened + year)
+    }
+
+    /// The instant the next ping is due (pingTimeout before the pong deadline).
+    pub(crate) fn next_ping(&self) -> Instant {
+        let deadline = self.pong_deadline();
+        deadline
+            .checked_sub(self.heartbeat.timeout)
+            .unwrap_or(deadline)
+    }
+
+    /// True when the pong deadline has passed with no pong: the session is dead even if the
+    /// supervisor's timer has not fired yet.
+    pub(crate) fn heartbeat_expired(&self) -> bool {
+        Instant::now() >= self.pong_deadline()
     }
 
     /// Bytes waiting in the outbound queue.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes.load(Ordering::Relaxed)
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl<D> Drop for EioSocket<D> {

@@ -154,7 +154,7 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
         return close_ws(ws).await;
     }
     if ws.send(Message::text("3probe")).await.is_err() {
-        socket.upgrading.store(false, Ordering::Release);
+        socket.end_upgrade();
         return;
     }
     // Ends the pending poll (and any poll until the switch) with a noop.
@@ -164,7 +164,7 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
         .ok()
         .flatten();
     if text_of(second).as_deref() != Some("5") {
-        socket.upgrading.store(false, Ordering::Release);
+        socket.end_upgrade();
         return close_ws(ws).await;
     }
     let rx = loop {
@@ -178,13 +178,13 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
             _ = returned => {}
             _ = socket.closed_token().cancelled() => return close_ws(ws).await,
             _ = tokio::time::sleep_until(deadline) => {
-                socket.upgrading.store(false, Ordering::Release);
+                socket.end_upgrade();
                 return close_ws(ws).await;
             }
         }
     };
     socket.set_transport(TransportKind::Websocket);
-    socket.upgrading.store(false, Ordering::Release);
+    socket.end_upgrade();
     inner.metrics.upgrades.inc();
     run(inner, ws, socket, rx).await;
 }
