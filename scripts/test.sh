@@ -26,7 +26,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
   # Debian starts a system instance on 6379; the tests never use it.
 fi
 if ! command -v openssl >/dev/null 2>&1; then
-  step "installing openssl (apt-get; the security tests make their keys and certificates with it)"
+  step "installing openssl (apt-get; the security and TLS Redis tests make their keys and certificates with it)"
   as_root apt-get update -q
   as_root apt-get install -y -q openssl
 fi

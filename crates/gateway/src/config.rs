@@ -143,8 +143,8 @@ pub struct Args {
     /// Time to drain connections on SIGTERM before exiting (a bare number is seconds).
     #[arg(long, alias = "drain-timeout-secs", env = "SWITCHBOARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::config_file::duration_secs)]
     pub drain_timeout: Duration,
-    /// Redis URL (`redis://[:password@]host:port[/db]`): joins the cluster on that Redis.
-    /// Unset: a single node.
+    /// Redis URL (`redis://[[user]:password@]host:port[/db]`, `rediss://` for TLS; `user` is
+    /// a Redis ACL user): joins the cluster on that Redis. Unset: a single node.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Redis wire: `classic` (Node's createAdapter, works with @socket.io/redis-emitter) or
@@ -180,6 +180,11 @@ pub struct Args {
     /// `--config` and `--print-config`.
     #[command(flatten)]
     pub file: crate::config_file::FileArgs,
+    // Redis TLS (issue 12).
+    /// PEM file of the CA that signed the Redis server's certificate (`rediss://` with a
+    /// private CA). Default: the system's trust store.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `SWITCHBOARD_*` variables in `vars` that no option reads (typos such as
@@ -469,6 +474,9 @@ impl Args {
                         "--node-id needs --redis-url: a node id only matters in a cluster".into(),
                     );
                 }
+                if self.redis_ca_file.is_some() {
+                    return Err("--redis-ca-file needs --redis-url (a rediss:// URL)".into());
+                }
                 None
             }
             Some(url) => {
@@ -478,12 +486,14 @@ impl Args {
                 r.node_id = node_id;
                 r.key = self.redis_key;
                 r.requests_timeout = self.requests_timeout;
+                r.ca_file = self.redis_ca_file;
                 r.validate().map_err(|e| {
                     let flag = match e.field {
                         "url" => "--redis-url",
                         "node_id" => "--node-id",
                         "key" => "--redis-key",
                         "requests_timeout" => "--requests-timeout",
+                        "ca_file" => "--redis-ca-file",
                         other => other,
                     };
                     format!("{flag}: {}", e.reason)
@@ -628,7 +638,15 @@ mod tests {
     #[test]
     fn bad_cluster_flags_say_what_to_change() {
         for (args, hint) in [
-            (&["--redis-url", "rediss://h:6380"][..], "TLS"),
+            (
+                &["--redis-url", "rediss://h:6380/#insecure"][..],
+                "#insecure",
+            ),
+            (&["--redis-ca-file", "/etc/hosts"][..], "needs --redis-url"),
+            (
+                &["--redis-url", "redis://h", "--redis-ca-file", "/etc/hosts"][..],
+                "--redis-ca-file: a CA file only applies to TLS",
+            ),
             (&["--redis-url", "http://h"][..], "redis://"),
             (&["--node-id", "a"][..], "needs --redis-url"),
             (

@@ -7,9 +7,10 @@
 //! Layout: this file holds the handle ([`Bus`]) and the state its tasks share;
 //! `publisher.rs` and `subscriber.rs` are the two connection tasks, `probe.rs` the liveness
 //! probe, `health.rs` readiness and outage accounting, `push.rs` the sink of server pushes,
-//! `seen.rs` the nodes heard from, `backoff.rs` the waits between reconnection attempts.
+//! `seen.rs` the nodes heard from, `client.rs` the URL and TLS settings, `backoff.rs` the waits between reconnection attempts.
 
 mod backoff;
+mod client;
 mod health;
 mod probe;
 mod publisher;
@@ -19,7 +20,6 @@ mod subscriber;
 
 use crate::metrics::{LossReason, RedisMetrics};
 use crate::RedisAdapterConfig;
-use redis::{IntoConnectionInfo, ProtocolVersion};
 use seen::SeenNodes;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -74,7 +74,7 @@ pub(crate) struct Shared {
     pub(crate) uid: String,
     pub(crate) metrics: Arc<RedisMetrics>,
     /// RESP3 (Redis ≥ 6) for both connections: it carries subscriptions and the
-    /// disconnection notice on the same multiplexed connection type.
+    /// disconnection notice on the same multiplexed connection type. TLS for `rediss://`.
     client: redis::Client,
     routes: RwLock<RouteMap>,
     sub_up: AtomicBool,
@@ -98,22 +98,7 @@ impl Bus {
     /// Opens the connections in the background (the node is not ready until they are up).
     /// Must be called inside a tokio runtime.
     pub(crate) fn start(config: RedisAdapterConfig, uid: String) -> Result<Arc<Bus>, String> {
-        let info = config.url.as_str().into_connection_info().map_err(|e| {
-            format!(
-                "invalid Redis URL {:?}: {e}",
-                crate::redact_url(&config.url)
-            )
-        })?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(resp3)).map_err(|e| {
-            format!(
-                "invalid Redis URL {:?}: {e}",
-                crate::redact_url(&config.url)
-            )
-        })?;
+        let client = client::client(&config)?;
         let probe_channel = format!("{}-probe#{}#", config.key, uid);
         let safe_url = crate::redact_url(&config.url);
         let shared = Arc::new(Shared {

@@ -54,7 +54,7 @@ pub(super) async fn publisher(
                 }
                 Ok(Err(e)) => {
                     if attempt.is_multiple_of(10) {
-                        tracing::warn!(url = %shared.safe_url, error = %e, attempt, "cannot connect to Redis; retrying (check the address, the password, and that Redis is >= 6 for RESP3)");
+                        tracing::warn!(url = %shared.safe_url, error = %e, attempt, "cannot connect to Redis; retrying (check the address, the ACL user and password, the CA file for rediss://, and that Redis is >= 6 for RESP3)");
                     }
                 }
                 Err(_) => {
