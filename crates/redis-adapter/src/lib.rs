@@ -109,6 +109,12 @@ pub struct RedisAdapterConfig {
     /// PEM file with the CA certificate(s) that signed the server's certificate, for a
     /// `rediss://` URL to a Redis with a private CA. Default: the system's trust store.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Redis Cluster mode: `url` (and `cluster_seeds`) are seed nodes of a Redis Cluster;
+    /// each sharded channel is subscribed and published on the master owning its slot, and
+    /// failovers and slot migrations are followed. Default false (one Redis server).
+    pub cluster: bool,
+    /// Redis Cluster mode: more seed node URLs, tried after `url` when reading the slot map.
+    pub cluster_seeds: Vec<String>,
     /// Wire format.
     pub mode: Mode,
     /// Sharded wire: which rooms get their own channel.
@@ -145,6 +151,8 @@ impl RedisAdapterConfig {
         Self {
             url: url.into(),
             ca_file: None,
+            cluster: false,
+            cluster_seeds: Vec::new(),
             mode: Mode::Classic,
             subscription_mode: SubscriptionMode::Dynamic,
             node_id: None,
@@ -165,6 +173,15 @@ impl std::fmt::Debug for RedisAdapterConfig {
         f.debug_struct("RedisAdapterConfig")
             .field("url", &redact_url(&self.url))
             .field("ca_file", &self.ca_file)
+            .field("cluster", &self.cluster)
+            .field(
+                "cluster_seeds",
+                &self
+                    .cluster_seeds
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .field("mode", &self.mode)
             .field("subscription_mode", &self.subscription_mode)
             .field("node_id", &self.node_id)
@@ -236,6 +253,28 @@ impl RedisAdapterConfig {
                     )
                 }
                 Ok(_) => {}
+            }
+        }
+        if !self.cluster_seeds.is_empty() && !self.cluster {
+            return bad(
+                "cluster_seeds",
+                "seed nodes only apply to Redis Cluster mode: set cluster".into(),
+            );
+        }
+        if self.cluster {
+            for seed in std::iter::once(url).chain(&self.cluster_seeds) {
+                let info = redis::IntoConnectionInfo::into_connection_info(seed.as_str());
+                let tcp = seed.starts_with("redis://") || seed.starts_with("rediss://");
+                let db0 = info.as_ref().is_ok_and(|i| i.redis_settings().db() == 0);
+                if !tcp || !db0 {
+                    return bad(
+                        if seed == url { "url" } else { "cluster_seeds" },
+                        format!(
+                            "{:?}: a Redis Cluster seed is redis://[[user]:password@]host:port (or rediss://), without a database number",
+                            redact_url(seed)
+                        ),
+                    );
+                }
             }
         }
         if let Some(id) = &self.node_id {

@@ -6,15 +6,19 @@ use redis::{IntoConnectionInfo, ProtocolVersion, TlsCertificates};
 
 /// The client for `config.url`; the error names the URL (password hidden) and what is wrong.
 pub(super) fn client(config: &RedisAdapterConfig) -> Result<redis::Client, String> {
-    let bad =
-        |e: redis::RedisError| format!("invalid Redis URL {:?}: {e}", redact_url(&config.url));
-    let info = config.url.as_str().into_connection_info().map_err(bad)?;
+    client_for(config, &config.url)
+}
+
+/// The client for `url` (a node of the cluster), with the TLS settings of `config`.
+pub(super) fn client_for(config: &RedisAdapterConfig, url: &str) -> Result<redis::Client, String> {
+    let bad = |e: redis::RedisError| format!("invalid Redis URL {:?}: {e}", redact_url(url));
+    let info = url.into_connection_info().map_err(bad)?;
     let resp3 = info
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
     let info = info.set_redis_settings(resp3);
-    if !config.url.starts_with("rediss://") {
+    if !url.starts_with("rediss://") {
         return redis::Client::open(info).map_err(bad);
     }
     // rustls needs a process-wide crypto provider; another part of the program may have
@@ -39,7 +43,7 @@ pub(super) fn client(config: &RedisAdapterConfig) -> Result<redis::Client, Strin
     .map_err(|e| {
         format!(
             "cannot set up TLS to {:?}: {e} (check the CA file holds PEM certificates)",
-            redact_url(&config.url)
+            redact_url(url)
         )
     })
 }

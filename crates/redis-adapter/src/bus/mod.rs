@@ -4,6 +4,10 @@
 //! restored in full after a reconnect, and a liveness probe (a message this node publishes to
 //! itself) catches a subscription that is connected but no longer delivers.
 //!
+//! In Redis Cluster mode the same handle drives `cluster_publisher.rs` and
+//! `cluster_subscriber.rs` instead, which place each channel on the master owning its slot
+//! (`slots.rs`), with one connection per master (`nodes.rs`).
+//!
 //! Layout: this file holds the handle ([`Bus`]) and the state its tasks share;
 //! `publisher.rs` and `subscriber.rs` are the two connection tasks, `probe.rs` the liveness
 //! probe, `health.rs` readiness and outage accounting, `push.rs` the sink of server pushes,
@@ -11,11 +15,15 @@
 
 mod backoff;
 mod client;
+mod cluster_publisher;
+mod cluster_subscriber;
 mod health;
+mod nodes;
 mod probe;
 mod publisher;
 mod push;
 mod seen;
+mod slots;
 mod subscriber;
 
 use crate::metrics::{LossReason, RedisMetrics};
@@ -117,13 +125,27 @@ impl Bus {
         let cancel = CancellationToken::new();
         let (pub_tx, pub_rx) = mpsc::channel(shared.config.publish_queue.max(1));
         let (sub_tx, sub_rx) = mpsc::unbounded_channel();
-        tokio::spawn(publisher::publisher(shared.clone(), pub_rx, cancel.clone()));
-        tokio::spawn(subscriber::subscriber(
-            shared.clone(),
-            sub_rx,
-            pub_tx.clone(),
-            cancel.clone(),
-        ));
+        if shared.config.cluster {
+            tokio::spawn(cluster_publisher::publisher(
+                shared.clone(),
+                pub_rx,
+                cancel.clone(),
+            ));
+            tokio::spawn(cluster_subscriber::subscriber(
+                shared.clone(),
+                sub_rx,
+                pub_tx.clone(),
+                cancel.clone(),
+            ));
+        } else {
+            tokio::spawn(publisher::publisher(shared.clone(), pub_rx, cancel.clone()));
+            tokio::spawn(subscriber::subscriber(
+                shared.clone(),
+                sub_rx,
+                pub_tx.clone(),
+                cancel.clone(),
+            ));
+        }
         Ok(Arc::new(Bus {
             shared,
             pub_tx,
@@ -190,6 +212,14 @@ impl Shared {
             return;
         }
         self.seen.note(uid);
+    }
+
+    /// Redis Cluster mode: the `host:port` of every seed node, `url` first.
+    fn seeds(&self) -> Vec<String> {
+        std::iter::once(&self.config.url)
+            .chain(&self.config.cluster_seeds)
+            .map(|u| slots::addr_of(u))
+            .collect()
     }
 
     /// Nodes heard from recently, this one excluded.

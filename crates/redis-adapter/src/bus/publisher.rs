@@ -194,7 +194,7 @@ async fn flush(
     }
 }
 
-fn fail(m: &RedisMetrics, cmd: PubCmd, reason: LossReason, why: &str) {
+pub(super) fn fail(m: &RedisMetrics, cmd: PubCmd, reason: LossReason, why: &str) {
     match cmd {
         PubCmd::Publish { counted, .. } => m.lost(reason, u64::from(counted)),
         PubCmd::Query { reply, .. } => {

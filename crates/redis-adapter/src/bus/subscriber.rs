@@ -17,14 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages from Redis that may wait for the subscriber task; past that the node is not
 /// keeping up, and further messages are dropped and counted rather than piling up in memory.
-const RECEIVE_QUEUE: usize = 65_536;
+pub(super) const RECEIVE_QUEUE: usize = 65_536;
 
-struct Desired {
-    set: BTreeSet<(SubKind, String)>,
+/// The subscriptions the node wants, whatever Redis has at the moment.
+pub(super) struct Desired {
+    pub(super) set: BTreeSet<(SubKind, String)>,
 }
 
 impl Desired {
-    fn apply(&mut self, ctl: &SubCtl) -> bool {
+    pub(super) fn apply(&mut self, ctl: &SubCtl) -> bool {
         match ctl {
             SubCtl::Add(k, c) => self.set.insert((*k, c.clone())),
             SubCtl::Remove(k, c) => self.set.remove(&(*k, c.clone())),
@@ -75,7 +76,7 @@ enum SessionEnd {
     Failed { was_up: bool, why: String },
 }
 
-async fn send_sub(
+pub(super) async fn send_sub(
     c: &mut MultiplexedConnection,
     verb: &str,
     channels: &[&str],
@@ -95,7 +96,7 @@ async fn send_sub(
     }
 }
 
-fn verb(kind: SubKind, add: bool) -> &'static str {
+pub(super) fn verb(kind: SubKind, add: bool) -> &'static str {
     match (kind, add) {
         (SubKind::Channel, true) => "SUBSCRIBE",
         (SubKind::Channel, false) => "UNSUBSCRIBE",
@@ -175,30 +176,7 @@ async fn session(
                 let Some(push) = push else {
                     return SessionEnd::Failed { was_up: true, why: "connection closed".into() };
                 };
-                match push.kind {
-                    PushKind::Message => {
-                        if let Some((ch, payload)) = two(&push.data) {
-                            if ch == shared.probe_channel {
-                                probe.echoed();
-                            } else {
-                                dispatch(shared, SubKind::Channel, ch, ch, payload);
-                            }
-                        }
-                    }
-                    PushKind::PMessage => {
-                        if let (Some(pattern), Some((ch, payload))) =
-                            (push.data.first().and_then(bulk_str), push.data.get(1..).and_then(two))
-                        {
-                            dispatch(shared, SubKind::Pattern, pattern, ch, payload);
-                        }
-                    }
-                    PushKind::SMessage => {
-                        if let Some((ch, payload)) = two(&push.data) {
-                            dispatch(shared, SubKind::Shard, ch, ch, payload);
-                        }
-                    }
-                    _ => {}
-                }
+                deliver(shared, &push, &mut probe);
             }
             change = ctl.recv() => {
                 let Some(change) = change else { return SessionEnd::Cancelled };
@@ -241,7 +219,7 @@ fn bulk(v: &redis::Value) -> Option<&[u8]> {
     }
 }
 
-fn bulk_str(v: &redis::Value) -> Option<&str> {
+pub(super) fn bulk_str(v: &redis::Value) -> Option<&str> {
     bulk(v).and_then(|b| std::str::from_utf8(b).ok())
 }
 
@@ -253,5 +231,35 @@ fn dispatch(shared: &Shared, kind: SubKind, key: &str, channel: &str, payload: &
     shared.metrics.received.inc();
     if let Some(route) = shared.route(kind, key) {
         route.on_message(channel, payload);
+    }
+}
+
+/// Hands a pushed message to its route (or, for the probe channel, to the probe). Other
+/// pushes (subscription confirmations) are ignored.
+pub(super) fn deliver(shared: &Shared, push: &redis::PushInfo, probe: &mut Probe) {
+    match push.kind {
+        PushKind::Message => {
+            if let Some((ch, payload)) = two(&push.data) {
+                if ch == shared.probe_channel {
+                    probe.echoed();
+                } else {
+                    dispatch(shared, SubKind::Channel, ch, ch, payload);
+                }
+            }
+        }
+        PushKind::PMessage => {
+            if let (Some(pattern), Some((ch, payload))) = (
+                push.data.first().and_then(bulk_str),
+                push.data.get(1..).and_then(two),
+            ) {
+                dispatch(shared, SubKind::Pattern, pattern, ch, payload);
+            }
+        }
+        PushKind::SMessage => {
+            if let Some((ch, payload)) = two(&push.data) {
+                dispatch(shared, SubKind::Shard, ch, ch, payload);
+            }
+        }
+        _ => {}
     }
 }

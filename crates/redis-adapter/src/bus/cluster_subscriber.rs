@@ -1,0 +1,363 @@
+//! Redis Cluster mode, subscribing: one subscribed connection per master. Each sharded
+//! channel is `SSUBSCRIBE`d on the master owning its slot; plain and pattern subscriptions
+//! (classic wire, and the liveness probe) live on the first master, as the cluster relays
+//! `PUBLISH` to every node. The placement is redone whenever the topology moves: a master's
+//! connection drops (failover), a `sunsubscribe` arrives from the server for a channel still
+//! wanted (its slot migrated), a subscription is refused with `MOVED`, or the slot map read
+//! every probe interval differs from the one in force.
+
+use super::backoff::{backoff, pause};
+use super::health::Side;
+use super::nodes::Nodes;
+use super::probe::Probe;
+use super::slots::{Addr, SlotMap};
+use super::subscriber::{bulk_str, deliver, send_sub, verb, Desired, RECEIVE_QUEUE};
+use super::{PubCmd, Shared, SubCtl, SubKind};
+use crate::metrics::RedisMetrics;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, PushKind};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A master's subscribed connection, numbered so that the disconnection notice of a replaced
+/// connection is told apart from the current one's.
+struct ShardConn {
+    conn: MultiplexedConnection,
+    generation: u64,
+}
+
+/// Pushes of every master's connection into one queue; disconnections as `(addr, generation)`.
+struct ShardSink {
+    tx: mpsc::Sender<redis::PushInfo>,
+    dead: mpsc::UnboundedSender<(Addr, u64)>,
+    addr: Addr,
+    generation: u64,
+    metrics: Arc<RedisMetrics>,
+}
+
+impl redis::aio::AsyncPushSender for ShardSink {
+    fn send(&self, info: redis::PushInfo) -> Result<(), redis::aio::SendError> {
+        if info.kind == PushKind::Disconnection {
+            let _ = self.dead.send((self.addr.clone(), self.generation));
+            return Ok(());
+        }
+        match self.tx.try_send(info) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.receive_dropped.inc();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(redis::aio::SendError),
+        }
+    }
+}
+
+/// State of the cluster subscriber task.
+struct Placement {
+    shared: Arc<Shared>,
+    nodes: Nodes,
+    /// The slot map the subscriptions are placed by.
+    applied: Option<SlotMap>,
+    shards: HashMap<Addr, ShardConn>,
+    /// Sharded channel → the master it is subscribed on.
+    placed: HashMap<String, Addr>,
+    /// Where the plain and pattern subscriptions are.
+    classic_on: Option<Addr>,
+    desired: Desired,
+    push_tx: mpsc::Sender<redis::PushInfo>,
+    dead_tx: mpsc::UnboundedSender<(Addr, u64)>,
+    generation: u64,
+}
+
+impl Placement {
+    async fn shard(&mut self, addr: &str) -> Result<MultiplexedConnection, String> {
+        if let Some(s) = self.shards.get(addr) {
+            return Ok(s.conn.clone());
+        }
+        self.generation += 1;
+        let timeout = self.shared.config.connect_timeout;
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_push_sender(ShardSink {
+                tx: self.push_tx.clone(),
+                dead: self.dead_tx.clone(),
+                addr: addr.to_owned(),
+                generation: self.generation,
+                metrics: self.shared.metrics.clone(),
+            });
+        let conn = Nodes::open(&self.shared, addr, &cfg).await?;
+        // A new connection holds no subscription yet.
+        self.placed.retain(|_, a| a != addr);
+        if self.classic_on.as_deref() == Some(addr) {
+            self.classic_on = None;
+        }
+        self.shards.insert(
+            addr.to_owned(),
+            ShardConn {
+                conn: conn.clone(),
+                generation: self.generation,
+            },
+        );
+        Ok(conn)
+    }
+
+    fn drop_shard(&mut self, addr: &str) {
+        self.shards.remove(addr);
+        self.placed.retain(|_, a| a != addr);
+        if self.classic_on.as_deref() == Some(addr) {
+            self.classic_on = None;
+        }
+    }
+
+    /// Reads the slot map and (re)places every wanted subscription on its owner.
+    async fn rebuild(&mut self) -> Result<(), String> {
+        self.nodes.refresh_and_connect().await?;
+        let Some(map) = self.nodes.map.clone() else {
+            return Err("no slot map".into());
+        };
+        let masters = map.masters();
+        let gone: Vec<Addr> = self
+            .shards
+            .keys()
+            .filter(|a| !masters.contains(a))
+            .cloned()
+            .collect();
+        for addr in gone {
+            self.drop_shard(&addr);
+        }
+        for addr in &masters {
+            self.shard(addr).await?;
+        }
+        let timeout = self.shared.config.connect_timeout;
+        // Plain and pattern subscriptions on the first master.
+        let first = masters
+            .first()
+            .cloned()
+            .ok_or("the cluster has no master")?;
+        if self.classic_on.as_ref() != Some(&first) {
+            let lists: Vec<(SubKind, Vec<String>)> = [SubKind::Channel, SubKind::Pattern]
+                .into_iter()
+                .map(|kind| {
+                    let list = self
+                        .desired
+                        .set
+                        .iter()
+                        .filter(|(k, _)| *k == kind)
+                        .map(|(_, c)| c.clone())
+                        .collect();
+                    (kind, list)
+                })
+                .collect();
+            if let Some(old) = self.classic_on.take() {
+                if let Some(s) = self.shards.get(&old) {
+                    let mut c = s.conn.clone();
+                    for (kind, list) in &lists {
+                        let list: Vec<&str> = list.iter().map(String::as_str).collect();
+                        let _ = send_sub(&mut c, verb(*kind, false), &list, timeout).await;
+                    }
+                }
+            }
+            let mut c = self.shard(&first).await?;
+            for (kind, list) in &lists {
+                let list: Vec<&str> = list.iter().map(String::as_str).collect();
+                send_sub(&mut c, verb(*kind, true), &list, timeout).await?;
+            }
+            self.classic_on = Some(first);
+        }
+        // Each sharded channel on its slot's owner.
+        let mut moves = Vec::new();
+        for (kind, ch) in &self.desired.set {
+            if *kind != SubKind::Shard {
+                continue;
+            }
+            let owner = map.owner_of(ch).ok_or("a slot has no owner")?;
+            if self.placed.get(ch).map(String::as_str) != Some(owner) {
+                moves.push((ch.clone(), owner.to_owned()));
+            }
+        }
+        let mut sends = Vec::with_capacity(moves.len());
+        for (ch, owner) in &moves {
+            let mut c = self.shard(owner).await?;
+            sends
+                .push(async move { send_sub(&mut c, "SSUBSCRIBE", &[ch.as_str()], timeout).await });
+        }
+        let results = futures_util::future::join_all(sends).await;
+        for ((ch, owner), r) in moves.into_iter().zip(results) {
+            r?;
+            self.placed.insert(ch, owner);
+        }
+        self.applied = Some(map);
+        Ok(())
+    }
+
+    /// Applies a batch of subscription changes on the connections in place; false when one
+    /// failed (the placement must be redone).
+    async fn apply(&mut self, batch: Vec<SubCtl>) -> bool {
+        let timeout = self.shared.config.connect_timeout;
+        let mut sends = Vec::new();
+        for change in &batch {
+            if !self.desired.apply(change) {
+                continue;
+            }
+            let (kind, ch, add) = match change {
+                SubCtl::Add(k, ch) => (*k, ch.clone(), true),
+                SubCtl::Remove(k, ch) => (*k, ch.clone(), false),
+            };
+            let target = match kind {
+                SubKind::Shard if add => self
+                    .applied
+                    .as_ref()
+                    .and_then(|m| m.owner_of(&ch))
+                    .map(str::to_owned),
+                SubKind::Shard => self.placed.remove(&ch),
+                _ => self.classic_on.clone(),
+            };
+            let Some(conn) = target.as_ref().and_then(|a| self.shards.get(a)) else {
+                if add {
+                    return false;
+                }
+                continue;
+            };
+            if kind == SubKind::Shard && add {
+                if let Some(t) = &target {
+                    self.placed.insert(ch.clone(), t.clone());
+                }
+            }
+            let mut c = conn.conn.clone();
+            sends.push(
+                async move { send_sub(&mut c, verb(kind, add), &[ch.as_str()], timeout).await },
+            );
+        }
+        let results = futures_util::future::join_all(sends).await;
+        results.iter().all(Result::is_ok)
+    }
+}
+
+pub(super) async fn subscriber(
+    shared: Arc<Shared>,
+    mut ctl: mpsc::UnboundedReceiver<SubCtl>,
+    pub_tx: mpsc::Sender<PubCmd>,
+    cancel: CancellationToken,
+) {
+    let (push_tx, mut push_rx) = mpsc::channel(RECEIVE_QUEUE);
+    let (dead_tx, mut dead_rx) = mpsc::unbounded_channel();
+    let mut desired = Desired {
+        set: BTreeSet::new(),
+    };
+    desired
+        .set
+        .insert((SubKind::Channel, shared.probe_channel.clone()));
+    let mut p = Placement {
+        nodes: Nodes::new(shared.clone()),
+        shared: shared.clone(),
+        applied: None,
+        shards: HashMap::new(),
+        placed: HashMap::new(),
+        classic_on: None,
+        desired,
+        push_tx,
+        dead_tx,
+        generation: 0,
+    };
+    let mut attempt = 0u32;
+    let mut stale = Some("starting".to_owned());
+    let mut probe = Probe::new(shared.config.probe_interval);
+    let mut topology = tokio::time::interval(shared.config.probe_interval);
+    topology.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if let Some(why) = stale.take() {
+            shared.set_up(Side::Subscriber, false);
+            let rebuilt = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = p.rebuild() => r,
+            };
+            match rebuilt {
+                Ok(()) => {
+                    if attempt > 0 || why != "starting" {
+                        tracing::info!(reason = %why, masters = p.shards.len(), "Redis Cluster subscriptions placed on the current masters");
+                    }
+                    attempt = 0;
+                    shared.metrics.subscribes.inc();
+                    shared.set_up(Side::Subscriber, true);
+                    probe = Probe::new(shared.config.probe_interval);
+                }
+                Err(e) => {
+                    if attempt.is_multiple_of(10) {
+                        tracing::warn!(reason = %why, error = %e, attempt, "cannot subscribe on the Redis Cluster; retrying (a failover may be under way; sharded pub/sub needs Redis >= 7)");
+                    }
+                    stale = Some(why);
+                    let d = backoff(attempt, shared.config.max_backoff);
+                    attempt = attempt.saturating_add(1);
+                    let desired = &mut p.desired;
+                    if !pause(d, &mut ctl, &cancel, |c| {
+                        desired.apply(&c);
+                    })
+                    .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            dead = dead_rx.recv() => {
+                let Some((addr, generation)) = dead else { return };
+                if p.shards.get(&addr).is_some_and(|s| s.generation == generation) {
+                    tracing::warn!(master = %addr, "connection to a Redis Cluster master lost; reading the slot map again");
+                    p.drop_shard(&addr);
+                    stale = Some(format!("connection to {addr} lost"));
+                }
+            }
+            push = push_rx.recv() => {
+                let Some(push) = push else { return };
+                if push.kind == PushKind::SUnsubscribe {
+                    // A sunsubscribe for a channel still wanted comes from the server: its
+                    // slot moved to another master.
+                    if let Some(ch) = push.data.first().and_then(bulk_str) {
+                        if p.desired.set.contains(&(SubKind::Shard, ch.to_owned())) && p.placed.remove(ch).is_some() {
+                            stale = Some(format!("the slot of {ch} moved"));
+                        }
+                    }
+                } else {
+                    deliver(&shared, &push, &mut probe);
+                }
+            }
+            change = ctl.recv() => {
+                let Some(change) = change else { return };
+                let mut batch = vec![change];
+                while batch.len() < 1024 {
+                    match ctl.try_recv() {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
+                    }
+                }
+                if !p.apply(batch).await {
+                    stale = Some("a subscription was refused".into());
+                }
+            }
+            _ = topology.tick() => {
+                match p.nodes.refresh().await {
+                    Ok(map) => {
+                        if p.applied.as_ref() != Some(map) {
+                            stale = Some("the slot map changed".into());
+                        }
+                    }
+                    Err(e) => stale = Some(e),
+                }
+            }
+            _ = probe.tick() => {
+                if let Err(why) = probe.check_and_send(&shared, &pub_tx) {
+                    if let Some(addr) = p.classic_on.clone() {
+                        p.drop_shard(&addr);
+                    }
+                    stale = Some(why);
+                }
+            }
+        }
+    }
+}

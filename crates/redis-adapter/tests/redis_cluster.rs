@@ -1,0 +1,278 @@
+//! Three Switchboard nodes, sharded wire with dynamic subscriptions, on a real Redis Cluster
+//! of three masters and three replicas: rooms on the slots of every shard get each broadcast
+//! exactly once, every cross-node request works, and delivery resumes by itself after a slot
+//! of an active room migrates and after a master is SIGKILLed (its replica promoted). The
+//! times to recover are printed (`--nocapture`) and recorded in docs/cluster.md.
+
+mod rcluster;
+mod sbnode;
+mod support;
+
+use rcluster::RedisCluster;
+use sbnode::SbNode;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use support::{eventually, ClientDriver};
+use switchboard_redis::{Mode, RedisAdapterConfig};
+
+/// A sharded, dynamic node on the cluster, every node given as a seed.
+async fn node(cluster: &RedisCluster, name: &str) -> SbNode {
+    let urls = cluster.urls();
+    let mut cfg = RedisAdapterConfig::new(urls[0].clone());
+    cfg.cluster = true;
+    cfg.cluster_seeds = urls[1..].to_vec();
+    cfg.mode = Mode::Sharded;
+    cfg.node_id = Some(name.to_owned());
+    cfg.requests_timeout = Duration::from_millis(1500);
+    cfg.probe_interval = Duration::from_millis(300);
+    cfg.max_backoff = Duration::from_millis(300);
+    SbNode::start_with(cfg, name).await
+}
+
+/// `PUBSUB SHARDNUMSUB channel` on the node on `port`.
+async fn shard_numsub(port: u16, channel: &str) -> i64 {
+    match rcluster::command(port, &["PUBSUB", "SHARDNUMSUB", channel]).await {
+        Ok(redis::Value::Array(v)) => match v.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("SHARDNUMSUB on {port}: {other:?}"),
+        },
+        other => panic!("SHARDNUMSUB on {port}: {other:?}"),
+    }
+}
+
+fn ids(sockets: &[switchboard::SocketInfo]) -> BTreeSet<String> {
+    sockets.iter().map(|s| s.id.clone()).collect()
+}
+
+/// The values of the `event` events socket `name` received.
+async fn values(c: &ClientDriver, name: &str, event: &str) -> Vec<serde_json::Value> {
+    c.events_named(name, event)
+        .await
+        .into_iter()
+        .filter_map(|e| e.get("args").and_then(|a| a.get(0)).cloned())
+        .collect()
+}
+
+/// Sends `room` numbered broadcasts from `from` until b and c both got one, then a sentinel;
+/// returns how long the first delivery took. Afterwards every value b and c got is distinct
+/// (no message twice).
+async fn delivers(from: &SbNode, c: &ClientDriver, room: &str, tag: &str) -> Duration {
+    let event = format!("m-{room}");
+    c.clear("b").await;
+    c.clear("c").await;
+    let start = Instant::now();
+    let mut seq = 0u64;
+    eventually(
+        &format!("{tag}: {room} delivers to b and c"),
+        Duration::from_secs(30),
+        || {
+            seq += 1;
+            from.io
+                .to(room)
+                .emit(event.as_str(), json!(format!("{tag}-{seq}")))
+                .expect("emit");
+            let event = event.clone();
+            async move {
+                !values(c, "b", &event).await.is_empty() && !values(c, "c", &event).await.is_empty()
+            }
+        },
+    )
+    .await;
+    let took = start.elapsed();
+    let sentinel = json!(format!("{tag}-end"));
+    from.io
+        .to(room)
+        .emit(event.as_str(), sentinel.clone())
+        .expect("emit");
+    for name in ["b", "c"] {
+        eventually(
+            &format!("{tag}: {name} gets the sentinel of {room}"),
+            Duration::from_secs(10),
+            || {
+                let (event, sentinel) = (event.clone(), sentinel.clone());
+                async move { values(c, name, &event).await.contains(&sentinel) }
+            },
+        )
+        .await;
+        let got = values(c, name, &event).await;
+        let distinct: BTreeSet<String> = got.iter().map(|v| v.to_string()).collect();
+        assert_eq!(
+            distinct.len(),
+            got.len(),
+            "{tag}: {name} got a message twice: {got:?}"
+        );
+    }
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_gateways_on_a_redis_cluster() {
+    support::require_js();
+    let mut cluster = RedisCluster::start().await;
+    let masters = cluster.masters().await;
+    assert_eq!(masters.len(), 3);
+
+    // One room per master: names whose room channel falls in each master's slots.
+    let mut rooms: BTreeMap<u16, String> = BTreeMap::new();
+    for i in 0..200 {
+        let room = format!("room-{i}");
+        let slot = cluster.keyslot(&format!("socket.io#/#{room}#")).await;
+        rooms.entry(cluster.owner(slot).await).or_insert(room);
+        if rooms.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(rooms.len(), 3, "rooms on every master: {rooms:?}");
+
+    let n1 = node(&cluster, "rc-1").await;
+    let n2 = node(&cluster, "rc-2").await;
+    let n3 = node(&cluster, "rc-3").await;
+    let c = ClientDriver::spawn().await;
+    let a = c.connect("a", &n1.url(), "/").await;
+    let b = c.connect("b", &n2.url(), "/").await;
+    let cc = c.connect("c", &n3.url(), "/").await;
+    for room in rooms.values() {
+        for name in ["b", "c"] {
+            c.emit_with_ack(name, "join", json!([room]), 5000).await;
+        }
+    }
+    // Every node counts the three (SHARDNUMSUB on the owner of the request channel).
+    assert_eq!(
+        n1.io
+            .of("/")
+            .adapter()
+            .expect("adapter")
+            .server_count()
+            .await,
+        3
+    );
+    // to(room) on every shard: b and c get each message once, a (not a member) none.
+    for room in rooms.values() {
+        delivers(&n1, &c, room, "steady").await;
+        // The room channel is subscribed on its owner by the two nodes with members.
+        let slot = cluster.keyslot(&format!("socket.io#/#{room}#")).await;
+        let owner = cluster.owner(slot).await;
+        let subscribers = shard_numsub(owner, &format!("socket.io#/#{room}#")).await;
+        assert_eq!(subscribers, 2, "{room} on {owner}");
+    }
+    assert!(values(&c, "a", "m-room-0").await.is_empty());
+
+    // Cross-node requests, as on one Redis.
+    let all = n2.io.fetch_sockets().await.expect("fetch");
+    assert_eq!(
+        ids(&all),
+        BTreeSet::from([a.clone(), b.clone(), cc.clone()])
+    );
+    let first_room = rooms.values().next().cloned().expect("a room");
+    let in_room = n1
+        .io
+        .in_(first_room.as_str())
+        .fetch_sockets()
+        .await
+        .expect("fetch");
+    assert_eq!(ids(&in_room), BTreeSet::from([b.clone(), cc.clone()]));
+    let all_rooms: BTreeSet<String> = n3
+        .io
+        .all_rooms()
+        .await
+        .expect("all rooms")
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        rooms.values().all(|r| all_rooms.contains(r)),
+        "{all_rooms:?}"
+    );
+    n3.io.in_(first_room.as_str()).sockets_join("joined-later");
+    eventually(
+        "b and c joined joined-later",
+        Duration::from_secs(5),
+        || async {
+            n1.io
+                .in_("joined-later")
+                .fetch_sockets()
+                .await
+                .is_ok_and(|s| ids(&s) == BTreeSet::from([b.clone(), cc.clone()]))
+        },
+    )
+    .await;
+    n1.io.in_(b.as_str()).sockets_leave("joined-later");
+    eventually("b left joined-later", Duration::from_secs(5), || async {
+        n2.io
+            .in_("joined-later")
+            .fetch_sockets()
+            .await
+            .is_ok_and(|s| ids(&s) == BTreeSet::from([cc.clone()]))
+    })
+    .await;
+    let acks = n1
+        .io
+        .of("/")
+        .server_side_emit_with_ack("sse", vec![json!("ping")], Duration::from_secs(3))
+        .await
+        .expect("every node answers");
+    assert_eq!(acks.responses.len(), 2);
+    let acks = n2
+        .io
+        .timeout(Duration::from_secs(3))
+        .emit_with_ack("ask", json!(1))
+        .await
+        .expect("emit");
+    assert!(!acks.timed_out && acks.expected == 3, "{acks:?}");
+
+    // A slot of an active room migrates to another master: delivery continues.
+    let (&from, moving) = rooms.iter().next().expect("a room");
+    let moving = moving.clone();
+    let to = masters
+        .iter()
+        .copied()
+        .find(|m| *m != from)
+        .expect("another master");
+    let slot = cluster.keyslot(&format!("socket.io#/#{moving}#")).await;
+    let started = Instant::now();
+    cluster.migrate_slot(slot, to).await;
+    let took = delivers(&n1, &c, &moving, "migrated").await;
+    eprintln!(
+        "MEASURED slot migration: {moving} (slot {slot}) {from} -> {to}: delivering again {:?} after the move ({:?} after its start)",
+        took,
+        started.elapsed()
+    );
+    assert_eq!(cluster.owner(slot).await, to);
+    let subscribers = shard_numsub(to, &format!("socket.io#/#{moving}#")).await;
+    assert_eq!(subscribers, 2, "resubscribed on {to}");
+
+    // A master is SIGKILLed: its replica takes over, every node is ready and delivering again.
+    let victim = *rooms.keys().last().expect("a master");
+    let victim_room = rooms[&victim].clone();
+    let killed = Instant::now();
+    cluster.kill(victim).await;
+    eventually(
+        "a node notices the failover",
+        Duration::from_secs(10),
+        || async { !n1.io.is_ready() || !n2.io.is_ready() || !n3.io.is_ready() },
+    )
+    .await;
+    cluster.wait_failover(victim).await;
+    let promoted = killed.elapsed();
+    eventually(
+        "every node is ready again",
+        Duration::from_secs(30),
+        || async { n1.io.is_ready() && n2.io.is_ready() && n3.io.is_ready() },
+    )
+    .await;
+    let ready = killed.elapsed();
+    delivers(&n1, &c, &victim_room, "failover").await;
+    let delivering = killed.elapsed();
+    eprintln!(
+        "MEASURED master failover: killed {victim}; replica promoted after {promoted:?}; all nodes ready after {ready:?}; {victim_room} delivering after {delivering:?}"
+    );
+    for room in rooms.values() {
+        delivers(&n2, &c, room, "after").await;
+    }
+    for n in [&n1, &n2, &n3] {
+        let m = n.redis.metrics();
+        assert!(m.outages.get() >= 1, "{}: the outage is counted", n.name);
+        assert_eq!(m.decode_errors.get(), 0);
+    }
+}
