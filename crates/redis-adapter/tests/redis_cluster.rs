@@ -13,8 +13,23 @@ use sbnode::SbNode;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::{eventually, ClientDriver};
+use support::{eventually, ClientDriver, NodeServer};
 use switchboard_redis::{Mode, RedisAdapterConfig};
+
+/// One room name per master: names whose room channel falls in each master's slots.
+async fn rooms_on_every_master(cluster: &RedisCluster) -> BTreeMap<u16, String> {
+    let mut rooms: BTreeMap<u16, String> = BTreeMap::new();
+    for i in 0..200 {
+        let room = format!("room-{i}");
+        let slot = cluster.keyslot(&format!("socket.io#/#{room}#")).await;
+        rooms.entry(cluster.owner(slot).await).or_insert(room);
+        if rooms.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(rooms.len(), 3, "rooms on every master: {rooms:?}");
+    rooms
+}
 
 /// A sharded, dynamic node on the cluster, every node given as a seed.
 async fn node(cluster: &RedisCluster, name: &str) -> SbNode {
@@ -113,17 +128,7 @@ async fn three_gateways_on_a_redis_cluster() {
     let masters = cluster.masters().await;
     assert_eq!(masters.len(), 3);
 
-    // One room per master: names whose room channel falls in each master's slots.
-    let mut rooms: BTreeMap<u16, String> = BTreeMap::new();
-    for i in 0..200 {
-        let room = format!("room-{i}");
-        let slot = cluster.keyslot(&format!("socket.io#/#{room}#")).await;
-        rooms.entry(cluster.owner(slot).await).or_insert(room);
-        if rooms.len() == 3 {
-            break;
-        }
-    }
-    assert_eq!(rooms.len(), 3, "rooms on every master: {rooms:?}");
+    let rooms = rooms_on_every_master(&cluster).await;
 
     let n1 = node(&cluster, "rc-1").await;
     let n2 = node(&cluster, "rc-2").await;
@@ -275,4 +280,108 @@ async fn three_gateways_on_a_redis_cluster() {
         assert!(m.outages.get() >= 1, "{}: the outage is counted", n.name);
         assert_eq!(m.decode_errors.get(), 0);
     }
+}
+
+/// Node's `createShardedAdapter` on node-redis `createCluster` and two Switchboard nodes on
+/// the same Redis Cluster: broadcasts to rooms of every shard, requests and server counts
+/// cross in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sharded_adapter_on_the_same_cluster() {
+    support::require_js();
+    let cluster = RedisCluster::start().await;
+    let rooms = rooms_on_every_master(&cluster).await;
+    let js = NodeServer::start_with(&cluster.urls()[0], "sharded", "js", &["--cluster"]).await;
+    let s1 = node(&cluster, "sb-1").await;
+    let s2 = node(&cluster, "sb-2").await;
+    let c = ClientDriver::spawn().await;
+    let a = c.connect("a", &js.url(), "/").await;
+    let b = c.connect("b", &s1.url(), "/").await;
+    let cc = c.connect("c", &s2.url(), "/").await;
+    for room in rooms.values() {
+        for name in ["a", "b", "c"] {
+            c.emit_with_ack(name, "join", json!([room]), 5000).await;
+        }
+    }
+    for room in rooms.values() {
+        // Node → Switchboard (b on s1, c on s2), sent until the subscriptions are in place.
+        let ev = format!("js-{room}");
+        eventually(
+            &format!("Node's broadcast to {room} reaches b and c"),
+            Duration::from_secs(15),
+            || {
+                let ev = ev.clone();
+                let js = &js;
+                let c = &c;
+                async move {
+                    js.request(
+                        json!({"cmd": "emit", "rooms": [room], "event": ev, "args": [room]}),
+                    )
+                    .await;
+                    !c.events_named("b", &ev).await.is_empty()
+                        && !c.events_named("c", &ev).await.is_empty()
+                }
+            },
+        )
+        .await;
+        // Switchboard → Node (a) and the other Switchboard node (c).
+        let ev = format!("sb-{room}");
+        eventually(
+            &format!("Switchboard's broadcast to {room} reaches a and c"),
+            Duration::from_secs(15),
+            || {
+                s1.io
+                    .to(room.as_str())
+                    .emit(ev.as_str(), json!(room))
+                    .expect("emit");
+                let ev = ev.clone();
+                let c = &c;
+                async move {
+                    !c.events_named("a", &ev).await.is_empty()
+                        && !c.events_named("c", &ev).await.is_empty()
+                }
+            },
+        )
+        .await;
+    }
+    // Server counts and requests both ways.
+    assert_eq!(
+        js.server_count("/").await,
+        3,
+        "Node counts the Switchboard nodes"
+    );
+    assert_eq!(
+        s1.io
+            .of("/")
+            .adapter()
+            .expect("adapter")
+            .server_count()
+            .await,
+        3
+    );
+    let answer = js.request(json!({"cmd": "fetchSockets"})).await;
+    let from_js: BTreeSet<String> = answer["sockets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    let all = BTreeSet::from([a.clone(), b.clone(), cc.clone()]);
+    assert_eq!(from_js, all, "{answer}");
+    let from_sb = s2.io.fetch_sockets().await.expect("fetch");
+    assert_eq!(ids(&from_sb), all);
+    let acks = s1
+        .io
+        .of("/")
+        .server_side_emit_with_ack("sse", vec![json!("ping")], Duration::from_secs(3))
+        .await
+        .expect("every node answers");
+    let replies: BTreeSet<String> = acks
+        .responses
+        .iter()
+        .map(|p| p.args[0].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        replies,
+        BTreeSet::from(["pong-js".into(), "pong-sb-2".into()])
+    );
 }
