@@ -22,6 +22,7 @@ pub struct ClusterNode {
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
     dir: PathBuf,
+    password: Option<String>,
 }
 
 /// `n` consecutive-free ports below 45000 whose cluster bus ports (+10000) are free too.
@@ -43,8 +44,18 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 /// Runs one command on 127.0.0.1:`port` (RESP2, fresh connection).
 pub async fn command(port: u16, args: &[&str]) -> Result<redis::Value, String> {
-    let client =
-        redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+    command_as(None, port, args).await
+}
+
+/// [`command`] authenticated with `password` (the `default` user's).
+pub async fn command_as(
+    password: Option<&str>,
+    port: u16,
+    args: &[&str],
+) -> Result<redis::Value, String> {
+    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}"))
+        .map_err(|e| e.to_string())?;
     let mut c = tokio::time::timeout(
         Duration::from_secs(2),
         client.get_multiplexed_async_connection(),
@@ -77,7 +88,13 @@ impl RedisCluster {
     /// Starts six nodes and joins them into 3 masters with one replica each; returns once
     /// every node reports `cluster_state:ok`.
     pub async fn start() -> RedisCluster {
-        let exe = crate::support::redis_server_exe();
+        Self::start_with_password(None).await
+    }
+
+    /// [`RedisCluster::start`], every node requiring `password` (`requirepass`/`masterauth`).
+    pub async fn start_with_password(password: Option<&str>) -> RedisCluster {
+        let exe =
+            std::env::var("SWITCHBOARD_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let dir = std::env::temp_dir().join(format!(
             "switchboard-rcluster-{}-{}",
             std::process::id(),
@@ -96,6 +113,11 @@ impl RedisCluster {
                 .args(["--cluster-replica-validity-factor", "0"])
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
                 .args(["--logfile", &format!("redis-{port}.log")])
+                .args(
+                    password
+                        .map(|p| vec!["--requirepass", p, "--masterauth", p])
+                        .unwrap_or_default(),
+                )
                 .current_dir(&dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -112,11 +134,16 @@ impl RedisCluster {
                 child: Some(child),
             });
         }
-        let cluster = RedisCluster { nodes, dir };
+        let cluster = RedisCluster {
+            nodes,
+            dir,
+            password: password.map(str::to_owned),
+        };
+        let c = &cluster;
         for &port in &ports {
             cluster
                 .until(&format!("redis-server on {port} answers"), || async move {
-                    command(port, &["PING"]).await.is_ok()
+                    c.cmd(port, &["PING"]).await.is_ok()
                 })
                 .await;
         }
@@ -124,6 +151,13 @@ impl RedisCluster {
         let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
         args.extend(ports.iter().map(|p| format!("127.0.0.1:{p}")));
         args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(str::to_owned));
+        if let Some(p) = password {
+            args.extend([
+                "-a".to_owned(),
+                p.to_owned(),
+                "--no-auth-warning".to_owned(),
+            ]);
+        }
         let out = Command::new(&cli)
             .args(&args)
             .stdin(Stdio::null())
@@ -141,7 +175,7 @@ impl RedisCluster {
         for &port in &ports {
             cluster
                 .until(&format!("{port} sees the cluster ok"), || async move {
-                    command(port, &["CLUSTER", "INFO"])
+                    c.cmd(port, &["CLUSTER", "INFO"])
                         .await
                         .is_ok_and(|v| text(&v).contains("cluster_state:ok"))
                 })
@@ -151,6 +185,11 @@ impl RedisCluster {
             .until("three masters with a replica each", || cluster.settled())
             .await;
         cluster
+    }
+
+    /// Runs one command on the node on `port`, authenticated when the cluster has a password.
+    pub async fn cmd(&self, port: u16, args: &[&str]) -> Result<redis::Value, String> {
+        command_as(self.password.as_deref(), port, args).await
     }
 
     async fn until<F, Fut>(&self, what: &str, mut f: F)
@@ -173,7 +212,7 @@ impl RedisCluster {
         let Some(port) = self.live_ports().first().copied() else {
             return false;
         };
-        let Ok(v) = command(port, &["CLUSTER", "NODES"]).await else {
+        let Ok(v) = self.cmd(port, &["CLUSTER", "NODES"]).await else {
             return false;
         };
         let nodes = text(&v);
@@ -190,7 +229,7 @@ impl RedisCluster {
         }
         // Every replica has finished its first sync (or it could not take over).
         for port in self.live_ports() {
-            let Ok(v) = command(port, &["INFO", "replication"]).await else {
+            let Ok(v) = self.cmd(port, &["INFO", "replication"]).await else {
                 return false;
             };
             let info = text(&v);
@@ -201,11 +240,16 @@ impl RedisCluster {
         true
     }
 
-    /// `seed` URLs: `redis://127.0.0.1:PORT` of every node.
+    /// Seed URLs, `redis://[:password@]127.0.0.1:PORT`, of every node.
     pub fn urls(&self) -> Vec<String> {
+        let auth = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
         self.nodes
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| format!("redis://{auth}127.0.0.1:{}", n.port))
             .collect()
     }
 
@@ -220,7 +264,7 @@ impl RedisCluster {
     /// `(start, end, master port)` of every slot range, from a live node.
     pub async fn slot_ranges(&self) -> Vec<(u16, u16, u16)> {
         for port in self.live_ports() {
-            let Ok(redis::Value::Array(entries)) = command(port, &["CLUSTER", "SLOTS"]).await
+            let Ok(redis::Value::Array(entries)) = self.cmd(port, &["CLUSTER", "SLOTS"]).await
             else {
                 continue;
             };
@@ -248,7 +292,8 @@ impl RedisCluster {
     /// The hash slot of `key` (asked of Redis itself).
     pub async fn keyslot(&self, key: &str) -> u16 {
         let port = self.live_ports()[0];
-        let v = command(port, &["CLUSTER", "KEYSLOT", key])
+        let v = self
+            .cmd(port, &["CLUSTER", "KEYSLOT", key])
             .await
             .expect("CLUSTER KEYSLOT");
         text(&v).parse().expect("a slot number")
@@ -280,7 +325,8 @@ impl RedisCluster {
     /// `CLUSTER MYID` of the node on `port`.
     pub async fn id(&self, port: u16) -> String {
         text(
-            &command(port, &["CLUSTER", "MYID"])
+            &self
+                .cmd(port, &["CLUSTER", "MYID"])
                 .await
                 .expect("CLUSTER MYID"),
         )
@@ -298,14 +344,17 @@ impl RedisCluster {
             r.unwrap_or_else(|e| panic!("{what}: {e}"));
         };
         ok(
-            command(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]).await,
+            self.cmd(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id])
+                .await,
             "IMPORTING",
         );
         ok(
-            command(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]).await,
+            self.cmd(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id])
+                .await,
             "MIGRATING",
         );
-        let keys = command(from, &["CLUSTER", "GETKEYSINSLOT", &s, "100"])
+        let keys = self
+            .cmd(from, &["CLUSTER", "GETKEYSINSLOT", &s, "100"])
             .await
             .expect("GETKEYSINSLOT");
         assert!(
@@ -313,17 +362,20 @@ impl RedisCluster {
             "slot {slot} holds keys"
         );
         ok(
-            command(to, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]).await,
+            self.cmd(to, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id])
+                .await,
             "NODE on the target",
         );
         ok(
-            command(from, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]).await,
+            self.cmd(from, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id])
+                .await,
             "NODE on the source",
         );
         for m in self.masters().await {
             if m != from && m != to {
                 ok(
-                    command(m, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]).await,
+                    self.cmd(m, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id])
+                        .await,
                     "NODE elsewhere",
                 );
             }
@@ -354,16 +406,16 @@ impl RedisCluster {
                     && ranges
                         .iter()
                         .all(|(_, _, p)| *p != dead && live.contains(p))
-                    && futures_ok(&live).await
+                    && futures_ok(self, &live).await
             },
         )
         .await;
     }
 }
 
-async fn futures_ok(ports: &[u16]) -> bool {
+async fn futures_ok(cluster: &RedisCluster, ports: &[u16]) -> bool {
     for &p in ports {
-        match command(p, &["CLUSTER", "INFO"]).await {
+        match cluster.cmd(p, &["CLUSTER", "INFO"]).await {
             Ok(v) if text(&v).contains("cluster_state:ok") => {}
             _ => return false,
         }
