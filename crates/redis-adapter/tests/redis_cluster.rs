@@ -33,11 +33,16 @@ async fn rooms_on_every_master(cluster: &RedisCluster) -> BTreeMap<u16, String> 
 
 /// A sharded, dynamic node on the cluster, every node given as a seed.
 async fn node(cluster: &RedisCluster, name: &str) -> SbNode {
+    node_with(cluster, name, Mode::Sharded).await
+}
+
+/// A node speaking `mode` on the cluster.
+async fn node_with(cluster: &RedisCluster, name: &str, mode: Mode) -> SbNode {
     let urls = cluster.urls();
     let mut cfg = RedisAdapterConfig::new(urls[0].clone());
     cfg.cluster = true;
     cfg.cluster_seeds = urls[1..].to_vec();
-    cfg.mode = Mode::Sharded;
+    cfg.mode = mode;
     cfg.node_id = Some(name.to_owned());
     cfg.requests_timeout = Duration::from_millis(1500);
     cfg.probe_interval = Duration::from_millis(300);
@@ -384,4 +389,53 @@ async fn node_sharded_adapter_on_the_same_cluster() {
         replies,
         BTreeSet::from(["pong-js".into(), "pong-sb-2".into()])
     );
+}
+
+/// The classic wire on a Redis Cluster (PUBLISH, which the cluster relays to every node):
+/// two Switchboard nodes and Node's `createAdapter` on `createCluster` deliver to each other
+/// and count each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_wire_on_a_redis_cluster() {
+    support::require_js();
+    let cluster = RedisCluster::start().await;
+    let js = NodeServer::start_with(&cluster.urls()[0], "classic", "js", &["--cluster"]).await;
+    let s1 = node_with(&cluster, "sb-1", Mode::Classic).await;
+    let s2 = node_with(&cluster, "sb-2", Mode::Classic).await;
+    let c = ClientDriver::spawn().await;
+    c.connect("a", &js.url(), "/").await;
+    c.connect("b", &s1.url(), "/").await;
+    c.connect("c", &s2.url(), "/").await;
+    for name in ["a", "b", "c"] {
+        c.emit_with_ack(name, "join", json!(["r"]), 5000).await;
+    }
+    js.request(json!({"cmd": "emit", "rooms": ["r"], "event": "from-js", "args": [1]}))
+        .await;
+    for name in ["b", "c"] {
+        c.wait(name, "from-js", 1, 5000).await;
+    }
+    s1.io.to("r").emit("from-sb", json!(2)).expect("emit");
+    for name in ["a", "b", "c"] {
+        c.wait(name, "from-sb", 1, 5000).await;
+    }
+    s2.io.to("r").emit("end", json!(3)).expect("emit");
+    for name in ["a", "b", "c"] {
+        c.wait(name, "end", 1, 5000).await;
+        assert_eq!(
+            c.events_named(name, "from-sb").await.len(),
+            1,
+            "{name}: exactly once"
+        );
+    }
+    // PUBSUB NUMSUB summed over the masters: every node counts the three.
+    assert_eq!(js.server_count("/").await, 3);
+    assert_eq!(
+        s2.io
+            .of("/")
+            .adapter()
+            .expect("adapter")
+            .server_count()
+            .await,
+        3
+    );
+    assert_eq!(s1.io.fetch_sockets().await.expect("fetch").len(), 3);
 }
