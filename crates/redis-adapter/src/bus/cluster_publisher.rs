@@ -35,8 +35,10 @@ pub(super) async fn publisher(
     let mut nodes = Nodes::new(shared.clone());
     let mut attempt = 0u32;
     let mut batch: Vec<PubCmd> = Vec::with_capacity(MAX_BATCH);
+    // While the topology is stale, when to read it again.
+    let mut retry_at = tokio::time::Instant::now();
     loop {
-        if nodes.map.is_none() {
+        if nodes.stale && tokio::time::Instant::now() >= retry_at {
             let refreshed = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = nodes.refresh_and_connect() => r,
@@ -49,27 +51,34 @@ pub(super) async fn publisher(
                 Err(why) => {
                     shared.set_up(Side::Publisher, false);
                     if attempt.is_multiple_of(10) {
-                        tracing::warn!(url = %shared.safe_url, error = %why, attempt, "cannot read the Redis Cluster's slot map; retrying (check the seed addresses and that the cluster is up)");
+                        tracing::warn!(url = %shared.safe_url, error = %why, attempt, "cannot reach every master of the Redis Cluster; retrying (a failover may be under way; check the seed addresses and that the cluster is up)");
                     }
-                    let d = backoff(attempt, shared.config.max_backoff);
+                    retry_at =
+                        tokio::time::Instant::now() + backoff(attempt, shared.config.max_backoff);
                     attempt = attempt.saturating_add(1);
-                    let drained = pause(d, &mut rx, &cancel, |cmd| {
-                        fail(
-                            &m,
-                            cmd,
-                            LossReason::Disconnected,
-                            "the Redis Cluster is unreachable",
-                        )
-                    });
-                    if !drained.await {
-                        return;
+                    if nodes.map.is_none() {
+                        // No slot map at all: nothing can be sent, what is queued is lost.
+                        let d = retry_at.saturating_duration_since(tokio::time::Instant::now());
+                        let drained = pause(d, &mut rx, &cancel, |cmd| {
+                            fail(
+                                &m,
+                                cmd,
+                                LossReason::Disconnected,
+                                "the Redis Cluster is unreachable",
+                            )
+                        });
+                        if !drained.await {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
+                    // Otherwise the masters that answer keep being used meanwhile.
                 }
             }
         }
         let first = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(retry_at), if nodes.stale => continue,
             cmd = rx.recv() => match cmd {
                 None => return,
                 Some(cmd) => cmd,
@@ -104,7 +113,7 @@ pub(super) async fn publisher(
             }
         }
         send_all(&shared, &mut nodes, pending).await;
-        if nodes.map.is_none() {
+        if nodes.stale {
             shared.set_up(Side::Publisher, false);
         }
     }
@@ -179,7 +188,7 @@ async fn send_all(shared: &Shared, nodes: &mut Nodes, pending: Vec<Pending>) {
             Outcome::Redirect { addr: to, ask } => {
                 if !ask {
                     // The slot moved for good: read the new map before the next batch.
-                    nodes.map = None;
+                    nodes.stale = true;
                 }
                 match nodes.conn(&to).await {
                     Ok(c) => match send_one(c, p, ask, timeout).await {
@@ -192,7 +201,7 @@ async fn send_all(shared: &Shared, nodes: &mut Nodes, pending: Vec<Pending>) {
             other => {
                 if matches!(other, Outcome::Failed(_)) && !addr.is_empty() {
                     nodes.forget(&addr);
-                    nodes.map = None;
+                    nodes.stale = true;
                 }
                 other
             }
@@ -253,13 +262,13 @@ async fn query(
             Ok(Err(e)) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.redirect_node().is_some() {
                     nodes.forget(addr);
-                    nodes.map = None;
+                    nodes.stale = true;
                 }
                 return Err(e.to_string());
             }
             Err(_) => {
                 nodes.forget(addr);
-                nodes.map = None;
+                nodes.stale = true;
                 return Err("Redis did not answer in time".into());
             }
         };

@@ -6,7 +6,7 @@
 //! wanted (its slot migrated), a subscription is refused with `MOVED`, or the slot map read
 //! every probe interval differs from the one in force.
 
-use super::backoff::{backoff, pause};
+use super::backoff::backoff;
 use super::health::Side;
 use super::nodes::Nodes;
 use super::probe::Probe;
@@ -267,8 +267,12 @@ pub(super) async fn subscriber(
     let mut probe = Probe::new(shared.config.probe_interval);
     let mut topology = tokio::time::interval(shared.config.probe_interval);
     topology.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While the placement is stale, when to try it again; messages of the masters that still
+    // answer keep being delivered meanwhile.
+    let mut retry_at = tokio::time::Instant::now();
     loop {
-        if let Some(why) = stale.take() {
+        if stale.is_some() && tokio::time::Instant::now() >= retry_at {
+            let why = stale.take().unwrap_or_default();
             shared.set_up(Side::Subscriber, false);
             let rebuilt = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -286,25 +290,18 @@ pub(super) async fn subscriber(
                 }
                 Err(e) => {
                     if attempt.is_multiple_of(10) {
-                        tracing::warn!(reason = %why, error = %e, attempt, "cannot subscribe on the Redis Cluster; retrying (a failover may be under way; sharded pub/sub needs Redis >= 7)");
+                        tracing::warn!(reason = %why, error = %e, attempt, "cannot subscribe on every master of the Redis Cluster; retrying (a failover may be under way; sharded pub/sub needs Redis >= 7)");
                     }
                     stale = Some(why);
-                    let d = backoff(attempt, shared.config.max_backoff);
+                    retry_at =
+                        tokio::time::Instant::now() + backoff(attempt, shared.config.max_backoff);
                     attempt = attempt.saturating_add(1);
-                    let desired = &mut p.desired;
-                    if !pause(d, &mut ctl, &cancel, |c| {
-                        desired.apply(&c);
-                    })
-                    .await
-                    {
-                        return;
-                    }
-                    continue;
                 }
             }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(retry_at), if stale.is_some() => {}
             dead = dead_rx.recv() => {
                 let Some((addr, generation)) = dead else { return };
                 if p.shards.get(&addr).is_some_and(|s| s.generation == generation) {

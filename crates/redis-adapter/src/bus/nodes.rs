@@ -12,9 +12,11 @@ use std::sync::Arc;
 /// Topology and connections of one task.
 pub(super) struct Nodes {
     shared: Arc<Shared>,
-    /// The slot map in force; `None` until read, and after a failure that calls for reading it
-    /// again.
+    /// The slot map last read; `None` until the first is.
     pub(super) map: Option<SlotMap>,
+    /// True until the slot map is read and every master reached, and again after a failure
+    /// (a redirect, a lost connection) that calls for reading it again.
+    pub(super) stale: bool,
     conns: HashMap<Addr, MultiplexedConnection>,
 }
 
@@ -23,6 +25,7 @@ impl Nodes {
         Self {
             shared,
             map: None,
+            stale: true,
             conns: HashMap::new(),
         }
     }
@@ -71,16 +74,16 @@ impl Nodes {
         self.conns.remove(addr);
     }
 
-    /// Reads the slot map again, then connects to every master of it: fails while one is
-    /// unreachable (a failover under way), forgetting the map.
+    /// Reads the slot map again, then connects to every master of it: fails, and stays
+    /// stale, while one is unreachable (a failover under way). The map read is kept, so that
+    /// the other masters go on being used.
     pub(super) async fn refresh_and_connect(&mut self) -> Result<(), String> {
+        self.stale = true;
         let masters = self.refresh().await?.masters();
         for addr in masters {
-            if let Err(e) = self.conn(&addr).await {
-                self.map = None;
-                return Err(e);
-            }
+            self.conn(&addr).await?;
         }
+        self.stale = false;
         Ok(())
     }
 
