@@ -16,19 +16,8 @@ use std::time::{Duration, Instant};
 use support::{eventually, ClientDriver, NodeServer};
 use switchboard_redis::{Mode, RedisAdapterConfig};
 
-/// One room name per master: names whose room channel falls in each master's slots.
 async fn rooms_on_every_master(cluster: &RedisCluster) -> BTreeMap<u16, String> {
-    let mut rooms: BTreeMap<u16, String> = BTreeMap::new();
-    for i in 0..200 {
-        let room = format!("room-{i}");
-        let slot = cluster.keyslot(&format!("socket.io#/#{room}#")).await;
-        rooms.entry(cluster.owner(slot).await).or_insert(room);
-        if rooms.len() == 3 {
-            break;
-        }
-    }
-    assert_eq!(rooms.len(), 3, "rooms on every master: {rooms:?}");
-    rooms
+    cluster.room_per_master().await
 }
 
 /// A sharded, dynamic node on the cluster, every node given as a seed.

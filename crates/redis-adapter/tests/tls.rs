@@ -3,16 +3,19 @@
 //! adapter's channels: nodes connect with `rediss://user:password@` and the CA file, deliver
 //! to each other, and stay not ready with a wrong password or an untrusted certificate.
 
+mod rcluster;
 mod sbnode;
 mod support;
+mod tlscerts;
 
 use sbnode::SbNode;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use support::{eventually, ClientDriver};
 use switchboard_redis::{Mode, RedisAdapterConfig, RedisAdapterFactory};
+use tlscerts::Certs;
 use tokio::process::{Child, Command};
 
 const ADMIN_PASSWORD: &str = "admin-secret";
@@ -28,91 +31,6 @@ fn free_port() -> u16 {
         }
     }
     panic!("no free loopback port found between 20000 and 55000");
-}
-
-/// Runs openssl with `args` in `dir`; panics with its output when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run openssl ({e}): install it (apt-get install openssl)")
-        });
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A test CA and a server certificate for 127.0.0.1 signed by it, in a fresh directory.
-struct Certs {
-    dir: PathBuf,
-}
-
-impl Certs {
-    fn make(tag: &str) -> Certs {
-        let dir = std::env::temp_dir().join(format!(
-            "switchboard-tls-{}-{tag}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).expect("create the certificate directory");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-        let mut ca = vec![
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=switchboard test CA",
-        ];
-        ca.extend(ec);
-        ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
-        openssl(&dir, &ca);
-        let mut csr = vec!["req", "-nodes", "-subj", "/CN=127.0.0.1"];
-        csr.extend(ec);
-        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-        openssl(&dir, &csr);
-        std::fs::write(
-            dir.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("write san.ext");
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server.crt",
-            ],
-        );
-        Certs { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A redis-server that only speaks TLS, killed on drop.
@@ -360,4 +278,90 @@ async fn tls_certificate_is_checked() {
     ))
     .expect("valid config");
     assert!(!plain.wait_ready(Duration::from_secs(2)).await);
+}
+
+/// A Redis Cluster (3 masters, 3 replicas) speaking only TLS, clients, bus and replication, with
+/// an ACL user on every node: two sharded nodes in cluster mode deliver to rooms of every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_redis_cluster_with_an_acl_user() {
+    support::require_js();
+    let certs = Certs::make("cluster");
+    let tls = rcluster::ClusterTls {
+        ca: certs.path("ca.crt"),
+        cert: certs.path("server.crt"),
+        key: certs.path("server.key"),
+    };
+    let cluster = rcluster::RedisCluster::start_with(Some(ADMIN_PASSWORD), Some(tls)).await;
+    // ACL users are per node: set it up on all six.
+    for n in &cluster.nodes {
+        cluster
+            .cmd(
+                n.port,
+                &[
+                    "ACL",
+                    "SETUSER",
+                    APP_USER,
+                    "on",
+                    &format!(">{APP_PASSWORD}"),
+                    "resetchannels",
+                    "&socket.io*",
+                    "-@all",
+                    "+@pubsub",
+                    "+@connection",
+                    "+cluster|slots",
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("ACL SETUSER on {}: {e}", n.port));
+    }
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("rediss://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}", n.port))
+        .collect();
+    let rooms = cluster.room_per_master().await;
+    let mut nodes = Vec::new();
+    for name in ["tls-c1", "tls-c2"] {
+        let mut cfg = tls_config(
+            urls[0].clone(),
+            Some(certs.path("ca.crt")),
+            Mode::Sharded,
+            name,
+        );
+        cfg.cluster = true;
+        cfg.cluster_seeds = urls[1..].to_vec();
+        nodes.push(SbNode::start_with(cfg, name).await);
+    }
+    let c = ClientDriver::spawn().await;
+    c.connect("b", &nodes[1].url(), "/").await;
+    for room in rooms.values() {
+        c.emit_with_ack("b", "join", json!([room]), 5000).await;
+    }
+    for room in rooms.values() {
+        let ev = format!("m-{room}");
+        eventually(
+            &format!("{room} crosses the TLS cluster"),
+            Duration::from_secs(10),
+            || {
+                nodes[0]
+                    .io
+                    .to(room.as_str())
+                    .emit(ev.as_str(), json!(1))
+                    .expect("emit");
+                let (c, ev) = (&c, ev.clone());
+                async move { !c.events_named("b", &ev).await.is_empty() }
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        nodes[0]
+            .io
+            .of("/")
+            .adapter()
+            .expect("adapter")
+            .server_count()
+            .await,
+        2
+    );
 }

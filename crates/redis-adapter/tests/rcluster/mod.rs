@@ -3,7 +3,7 @@
 //! killed (and their directory removed) on drop.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -23,6 +23,17 @@ pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
     dir: PathBuf,
     password: Option<String>,
+    tls: Option<ClusterTls>,
+}
+
+/// TLS everywhere (clients, cluster bus, replication), with these PEM files.
+#[derive(Clone)]
+pub struct ClusterTls {
+    /// The CA that signed `cert`.
+    pub ca: PathBuf,
+    /// The nodes' certificate (for 127.0.0.1) and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `n` consecutive-free ports below 45000 whose cluster bus ports (+10000) are free too.
@@ -44,18 +55,33 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 /// Runs one command on 127.0.0.1:`port` (RESP2, fresh connection).
 pub async fn command(port: u16, args: &[&str]) -> Result<redis::Value, String> {
-    command_as(None, port, args).await
+    command_as(None, None, port, args).await
 }
 
-/// [`command`] authenticated with `password` (the `default` user's).
+/// [`command`] authenticated with `password` (the `default` user's), over TLS trusting
+/// `tls_ca` when given.
 pub async fn command_as(
     password: Option<&str>,
+    tls_ca: Option<&Path>,
     port: u16,
     args: &[&str],
 ) -> Result<redis::Value, String> {
     let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
-    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}"))
-        .map_err(|e| e.to_string())?;
+    let client = match tls_ca {
+        None => redis::Client::open(format!("redis://{auth}127.0.0.1:{port}")),
+        Some(ca) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let pem = std::fs::read(ca).map_err(|e| e.to_string())?;
+            redis::Client::build_with_tls(
+                format!("rediss://{auth}127.0.0.1:{port}"),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+    }
+    .map_err(|e| e.to_string())?;
     let mut c = tokio::time::timeout(
         Duration::from_secs(2),
         client.get_multiplexed_async_connection(),
@@ -93,6 +119,11 @@ impl RedisCluster {
 
     /// [`RedisCluster::start`], every node requiring `password` (`requirepass`/`masterauth`).
     pub async fn start_with_password(password: Option<&str>) -> RedisCluster {
+        Self::start_with(password, None).await
+    }
+
+    /// [`RedisCluster::start_with_password`], speaking only TLS when `tls` is given.
+    pub async fn start_with(password: Option<&str>, tls: Option<ClusterTls>) -> RedisCluster {
         let exe =
             std::env::var("SWITCHBOARD_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let dir = std::env::temp_dir().join(format!(
@@ -105,7 +136,33 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         for &port in &ports {
             let child = Command::new(&exe)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(match &tls {
+                    None => vec!["--port".to_owned(), port.to_string()],
+                    Some(t) => [
+                        "--port",
+                        "0",
+                        "--tls-port",
+                        &port.to_string(),
+                        "--tls-cluster",
+                        "yes",
+                        "--tls-replication",
+                        "yes",
+                        "--tls-auth-clients",
+                        "no",
+                    ]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain([
+                        "--tls-cert-file".to_owned(),
+                        t.cert.display().to_string(),
+                        "--tls-key-file".to_owned(),
+                        t.key.display().to_string(),
+                        "--tls-ca-cert-file".to_owned(),
+                        t.ca.display().to_string(),
+                    ])
+                    .collect(),
+                })
+                .args(["--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
@@ -138,6 +195,7 @@ impl RedisCluster {
             nodes,
             dir,
             password: password.map(str::to_owned),
+            tls: tls.clone(),
         };
         let c = &cluster;
         for &port in &ports {
@@ -151,6 +209,13 @@ impl RedisCluster {
         let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
         args.extend(ports.iter().map(|p| format!("127.0.0.1:{p}")));
         args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(str::to_owned));
+        if let Some(t) = &tls {
+            args.extend([
+                "--tls".to_owned(),
+                "--cacert".to_owned(),
+                t.ca.display().to_string(),
+            ]);
+        }
         if let Some(p) = password {
             args.extend([
                 "-a".to_owned(),
@@ -158,11 +223,15 @@ impl RedisCluster {
                 "--no-auth-warning".to_owned(),
             ]);
         }
-        let out = Command::new(&cli)
+        // redis-cli waits forever for nodes that cannot meet: bound it.
+        let create = Command::new(&cli)
             .args(&args)
             .stdin(Stdio::null())
-            .output()
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), create)
             .await
+            .unwrap_or_else(|_| panic!("redis-cli --cluster create did not finish within 30 s (the nodes cannot meet on their cluster bus ports); logs in {}", cluster.dir.display()))
             .unwrap_or_else(|e| {
                 panic!("cannot run `{cli}` ({e}): install redis-tools (scripts/test.sh does)")
             });
@@ -189,7 +258,8 @@ impl RedisCluster {
 
     /// Runs one command on the node on `port`, authenticated when the cluster has a password.
     pub async fn cmd(&self, port: u16, args: &[&str]) -> Result<redis::Value, String> {
-        command_as(self.password.as_deref(), port, args).await
+        let ca = self.tls.as_ref().map(|t| t.ca.as_path());
+        command_as(self.password.as_deref(), ca, port, args).await
     }
 
     async fn until<F, Fut>(&self, what: &str, mut f: F)
@@ -247,9 +317,14 @@ impl RedisCluster {
             .as_ref()
             .map(|p| format!(":{p}@"))
             .unwrap_or_default();
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.nodes
             .iter()
-            .map(|n| format!("redis://{auth}127.0.0.1:{}", n.port))
+            .map(|n| format!("{scheme}://{auth}127.0.0.1:{}", n.port))
             .collect()
     }
 
@@ -297,6 +372,22 @@ impl RedisCluster {
             .await
             .expect("CLUSTER KEYSLOT");
         text(&v).parse().expect("a slot number")
+    }
+
+    /// One room name per master (by its port): names whose room channel on `/` falls in that
+    /// master's slots.
+    pub async fn room_per_master(&self) -> std::collections::BTreeMap<u16, String> {
+        let mut rooms = std::collections::BTreeMap::new();
+        for i in 0..200 {
+            let room = format!("room-{i}");
+            let slot = self.keyslot(&format!("socket.io#/#{room}#")).await;
+            rooms.entry(self.owner(slot).await).or_insert(room);
+            if rooms.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(rooms.len(), 3, "rooms on every master: {rooms:?}");
+        rooms
     }
 
     /// The port of the master owning `slot`.
