@@ -131,43 +131,53 @@ impl Placement {
         for addr in &masters {
             self.shard(addr).await?;
         }
+        let first = masters.first().ok_or("the cluster has no master")?;
+        self.place_classic(first).await?;
+        self.place_shards(&map).await?;
+        self.applied = Some(map);
+        Ok(())
+    }
+
+    /// Moves the plain and pattern subscriptions to `first` unless they are there.
+    async fn place_classic(&mut self, first: &str) -> Result<(), String> {
+        if self.classic_on.as_deref() == Some(first) {
+            return Ok(());
+        }
         let timeout = self.shared.config.connect_timeout;
-        // Plain and pattern subscriptions on the first master.
-        let first = masters
-            .first()
-            .cloned()
-            .ok_or("the cluster has no master")?;
-        if self.classic_on.as_ref() != Some(&first) {
-            let lists: Vec<(SubKind, Vec<String>)> = [SubKind::Channel, SubKind::Pattern]
-                .into_iter()
-                .map(|kind| {
-                    let list = self
-                        .desired
-                        .set
-                        .iter()
-                        .filter(|(k, _)| *k == kind)
-                        .map(|(_, c)| c.clone())
-                        .collect();
-                    (kind, list)
-                })
-                .collect();
-            if let Some(old) = self.classic_on.take() {
-                if let Some(s) = self.shards.get(&old) {
-                    let mut c = s.conn.clone();
-                    for (kind, list) in &lists {
-                        let list: Vec<&str> = list.iter().map(String::as_str).collect();
-                        let _ = send_sub(&mut c, verb(*kind, false), &list, timeout).await;
-                    }
+        let lists: Vec<(SubKind, Vec<String>)> = [SubKind::Channel, SubKind::Pattern]
+            .into_iter()
+            .map(|kind| {
+                let list = self
+                    .desired
+                    .set
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                (kind, list)
+            })
+            .collect();
+        if let Some(old) = self.classic_on.take() {
+            if let Some(s) = self.shards.get(&old) {
+                let mut c = s.conn.clone();
+                for (kind, list) in &lists {
+                    let list: Vec<&str> = list.iter().map(String::as_str).collect();
+                    let _ = send_sub(&mut c, verb(*kind, false), &list, timeout).await;
                 }
             }
-            let mut c = self.shard(&first).await?;
-            for (kind, list) in &lists {
-                let list: Vec<&str> = list.iter().map(String::as_str).collect();
-                send_sub(&mut c, verb(*kind, true), &list, timeout).await?;
-            }
-            self.classic_on = Some(first);
         }
-        // Each sharded channel on its slot's owner.
+        let mut c = self.shard(first).await?;
+        for (kind, list) in &lists {
+            let list: Vec<&str> = list.iter().map(String::as_str).collect();
+            send_sub(&mut c, verb(*kind, true), &list, timeout).await?;
+        }
+        self.classic_on = Some(first.to_owned());
+        Ok(())
+    }
+
+    /// Subscribes each wanted sharded channel on its slot's owner, where it is not yet.
+    async fn place_shards(&mut self, map: &SlotMap) -> Result<(), String> {
+        let timeout = self.shared.config.connect_timeout;
         let mut moves = Vec::new();
         for (kind, ch) in &self.desired.set {
             if *kind != SubKind::Shard {
@@ -185,19 +195,36 @@ impl Placement {
                 .push(async move { send_sub(&mut c, "SSUBSCRIBE", &[ch.as_str()], timeout).await });
         }
         let results = futures_util::future::join_all(sends).await;
+        let mut first_error = None;
         for ((ch, owner), r) in moves.into_iter().zip(results) {
-            r?;
-            self.placed.insert(ch, owner);
+            match r {
+                Ok(()) => {
+                    self.placed.insert(ch, owner);
+                }
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
         }
-        self.applied = Some(map);
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Delivers a pushed message; a `sunsubscribe` from the server for a channel still
+    /// wanted means its slot moved: returns why the placement must be redone.
+    fn on_push(&mut self, push: &redis::PushInfo, probe: &mut Probe) -> Option<String> {
+        if push.kind != PushKind::SUnsubscribe {
+            deliver(&self.shared, push, probe);
+            return None;
+        }
+        let ch = push.data.first().and_then(bulk_str)?;
+        let wanted = self.desired.set.contains(&(SubKind::Shard, ch.to_owned()));
+        (wanted && self.placed.remove(ch).is_some()).then(|| format!("the slot of {ch} moved"))
     }
 
     /// Applies a batch of subscription changes on the connections in place; false when one
-    /// failed (the placement must be redone).
+    /// could not be (the placement must be redone, and will cover it).
     async fn apply(&mut self, batch: Vec<SubCtl>) -> bool {
         let timeout = self.shared.config.connect_timeout;
-        let mut sends = Vec::new();
+        let mut ok = true;
+        let mut jobs = Vec::new();
         for change in &batch {
             if !self.desired.apply(change) {
                 continue;
@@ -215,24 +242,27 @@ impl Placement {
                 SubKind::Shard => self.placed.remove(&ch),
                 _ => self.classic_on.clone(),
             };
-            let Some(conn) = target.as_ref().and_then(|a| self.shards.get(a)) else {
-                if add {
-                    return false;
-                }
-                continue;
-            };
-            if kind == SubKind::Shard && add {
-                if let Some(t) = &target {
-                    self.placed.insert(ch.clone(), t.clone());
-                }
+            match target.and_then(|a| Some((self.shards.get(&a)?.conn.clone(), a))) {
+                Some((conn, addr)) => jobs.push((kind, ch, add, conn, addr)),
+                // Nowhere to subscribe: the next placement will. Nothing to unsubscribe from.
+                None => ok &= !add,
             }
-            let mut c = conn.conn.clone();
-            sends.push(
-                async move { send_sub(&mut c, verb(kind, add), &[ch.as_str()], timeout).await },
-            );
         }
-        let results = futures_util::future::join_all(sends).await;
-        results.iter().all(Result::is_ok)
+        let sends = jobs.iter().map(|(kind, ch, add, conn, _)| {
+            let mut c = conn.clone();
+            async move { send_sub(&mut c, verb(*kind, *add), &[ch.as_str()], timeout).await }
+        });
+        let results = futures_util::future::join_all(sends.collect::<Vec<_>>()).await;
+        for ((kind, ch, add, _, addr), r) in jobs.into_iter().zip(results) {
+            match r {
+                Ok(()) if kind == SubKind::Shard && add => {
+                    self.placed.insert(ch, addr);
+                }
+                Ok(()) => {}
+                Err(_) => ok = false,
+            }
+        }
+        ok
     }
 }
 
@@ -312,16 +342,8 @@ pub(super) async fn subscriber(
             }
             push = push_rx.recv() => {
                 let Some(push) = push else { return };
-                if push.kind == PushKind::SUnsubscribe {
-                    // A sunsubscribe for a channel still wanted comes from the server: its
-                    // slot moved to another master.
-                    if let Some(ch) = push.data.first().and_then(bulk_str) {
-                        if p.desired.set.contains(&(SubKind::Shard, ch.to_owned())) && p.placed.remove(ch).is_some() {
-                            stale = Some(format!("the slot of {ch} moved"));
-                        }
-                    }
-                } else {
-                    deliver(&shared, &push, &mut probe);
+                if let Some(why) = p.on_push(&push, &mut probe) {
+                    stale = Some(why);
                 }
             }
             change = ctl.recv() => {
