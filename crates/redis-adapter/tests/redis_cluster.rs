@@ -280,6 +280,28 @@ async fn three_gateways_on_a_redis_cluster() {
     for room in rooms.values() {
         delivers(&n2, &c, room, "after").await;
     }
+    // Namespace-wide broadcasts (the main channel), with except, and a remote disconnect.
+    n3.io
+        .except(b.as_str())
+        .emit("all", json!(1))
+        .expect("emit");
+    for name in ["a", "c"] {
+        c.wait(name, "all", 1, 5000).await;
+    }
+    n3.io.emit("all-end", json!(2)).expect("emit");
+    c.wait("b", "all-end", 1, 5000).await;
+    assert!(
+        c.events_named("b", "all").await.is_empty(),
+        "except left b out"
+    );
+    n1.io.in_(cc.as_str()).disconnect_sockets(false);
+    eventually(
+        "c is disconnected from node 1",
+        Duration::from_secs(5),
+        || async { !c.status("c").await.0 },
+    )
+    .await;
+    assert!(c.status("b").await.0, "b stays connected");
     for n in [&n1, &n2, &n3] {
         let m = n.redis.metrics();
         assert!(m.outages.get() >= 1, "{}: the outage is counted", n.name);
