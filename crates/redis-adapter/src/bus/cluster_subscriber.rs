@@ -266,6 +266,78 @@ impl Placement {
     }
 }
 
+/// When the placement must be redone, and how often it failed in a row.
+struct Retry {
+    /// Why it must be redone; `None` while it holds.
+    stale: Option<String>,
+    /// While stale, when to try again.
+    at: tokio::time::Instant,
+    attempt: u32,
+}
+
+impl Retry {
+    fn due(&self) -> bool {
+        self.stale.is_some() && tokio::time::Instant::now() >= self.at
+    }
+
+    fn mark(&mut self, why: impl Into<String>) {
+        self.stale = Some(why.into());
+    }
+}
+
+impl Placement {
+    /// Tries the placement again; on failure schedules the next try with backoff. Messages of
+    /// the masters that still answer keep being delivered between tries.
+    async fn retry(&mut self, retry: &mut Retry, probe: &mut Probe) {
+        let why = retry.stale.take().unwrap_or_default();
+        let shared = self.shared.clone();
+        shared.set_up(Side::Subscriber, false);
+        match self.rebuild().await {
+            Ok(()) => {
+                if retry.attempt > 0 || why != "starting" {
+                    tracing::info!(reason = %why, masters = self.shards.len(), "Redis Cluster subscriptions placed on the current masters");
+                }
+                retry.attempt = 0;
+                shared.metrics.subscribes.inc();
+                shared.set_up(Side::Subscriber, true);
+                *probe = Probe::new(shared.config.probe_interval);
+            }
+            Err(e) => {
+                if retry.attempt.is_multiple_of(10) {
+                    tracing::warn!(reason = %why, error = %e, attempt = retry.attempt, "cannot subscribe on every master of the Redis Cluster; retrying (a failover may be under way; sharded pub/sub needs Redis >= 7)");
+                }
+                retry.stale = Some(why);
+                retry.at =
+                    tokio::time::Instant::now() + backoff(retry.attempt, shared.config.max_backoff);
+                retry.attempt = retry.attempt.saturating_add(1);
+            }
+        }
+    }
+
+    /// A master's connection dropped (unless it is a replaced one's notice).
+    fn on_dead(&mut self, addr: &str, generation: u64) -> Option<String> {
+        if self
+            .shards
+            .get(addr)
+            .is_none_or(|s| s.generation != generation)
+        {
+            return None;
+        }
+        tracing::warn!(master = %addr, "connection to a Redis Cluster master lost; reading the slot map again");
+        self.drop_shard(addr);
+        Some(format!("connection to {addr} lost"))
+    }
+
+    /// Reads the slot map; a map unlike the one in force calls for a new placement.
+    async fn check_topology(&mut self) -> Option<String> {
+        match self.nodes.refresh().await {
+            Ok(map) if self.applied.as_ref() == Some(map) => None,
+            Ok(_) => Some("the slot map changed".into()),
+            Err(e) => Some(e),
+        }
+    }
+}
+
 pub(super) async fn subscriber(
     shared: Arc<Shared>,
     mut ctl: mpsc::UnboundedReceiver<SubCtl>,
@@ -292,59 +364,31 @@ pub(super) async fn subscriber(
         dead_tx,
         generation: 0,
     };
-    let mut attempt = 0u32;
-    let mut stale = Some("starting".to_owned());
+    let mut retry = Retry {
+        stale: Some("starting".to_owned()),
+        at: tokio::time::Instant::now(),
+        attempt: 0,
+    };
     let mut probe = Probe::new(shared.config.probe_interval);
     let mut topology = tokio::time::interval(shared.config.probe_interval);
     topology.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // While the placement is stale, when to try it again; messages of the masters that still
-    // answer keep being delivered meanwhile.
-    let mut retry_at = tokio::time::Instant::now();
     loop {
-        if stale.is_some() && tokio::time::Instant::now() >= retry_at {
-            let why = stale.take().unwrap_or_default();
-            shared.set_up(Side::Subscriber, false);
-            let rebuilt = tokio::select! {
+        if retry.due() {
+            tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = p.rebuild() => r,
-            };
-            match rebuilt {
-                Ok(()) => {
-                    if attempt > 0 || why != "starting" {
-                        tracing::info!(reason = %why, masters = p.shards.len(), "Redis Cluster subscriptions placed on the current masters");
-                    }
-                    attempt = 0;
-                    shared.metrics.subscribes.inc();
-                    shared.set_up(Side::Subscriber, true);
-                    probe = Probe::new(shared.config.probe_interval);
-                }
-                Err(e) => {
-                    if attempt.is_multiple_of(10) {
-                        tracing::warn!(reason = %why, error = %e, attempt, "cannot subscribe on every master of the Redis Cluster; retrying (a failover may be under way; sharded pub/sub needs Redis >= 7)");
-                    }
-                    stale = Some(why);
-                    retry_at =
-                        tokio::time::Instant::now() + backoff(attempt, shared.config.max_backoff);
-                    attempt = attempt.saturating_add(1);
-                }
+                _ = p.retry(&mut retry, &mut probe) => {}
             }
         }
-        tokio::select! {
+        let why = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep_until(retry_at), if stale.is_some() => {}
+            _ = tokio::time::sleep_until(retry.at), if retry.stale.is_some() => None,
             dead = dead_rx.recv() => {
                 let Some((addr, generation)) = dead else { return };
-                if p.shards.get(&addr).is_some_and(|s| s.generation == generation) {
-                    tracing::warn!(master = %addr, "connection to a Redis Cluster master lost; reading the slot map again");
-                    p.drop_shard(&addr);
-                    stale = Some(format!("connection to {addr} lost"));
-                }
+                p.on_dead(&addr, generation)
             }
             push = push_rx.recv() => {
                 let Some(push) = push else { return };
-                if let Some(why) = p.on_push(&push, &mut probe) {
-                    stale = Some(why);
-                }
+                p.on_push(&push, &mut probe)
             }
             change = ctl.recv() => {
                 let Some(change) = change else { return };
@@ -355,28 +399,17 @@ pub(super) async fn subscriber(
                         Err(_) => break,
                     }
                 }
-                if !p.apply(batch).await {
-                    stale = Some("a subscription was refused".into());
-                }
+                (!p.apply(batch).await).then(|| "a subscription was refused".to_owned())
             }
-            _ = topology.tick() => {
-                match p.nodes.refresh().await {
-                    Ok(map) => {
-                        if p.applied.as_ref() != Some(map) {
-                            stale = Some("the slot map changed".into());
-                        }
-                    }
-                    Err(e) => stale = Some(e),
+            _ = topology.tick() => p.check_topology().await,
+            _ = probe.tick() => probe.check_and_send(&shared, &pub_tx).err().inspect(|_| {
+                if let Some(addr) = p.classic_on.clone() {
+                    p.drop_shard(&addr);
                 }
-            }
-            _ = probe.tick() => {
-                if let Err(why) = probe.check_and_send(&shared, &pub_tx) {
-                    if let Some(addr) = p.classic_on.clone() {
-                        p.drop_shard(&addr);
-                    }
-                    stale = Some(why);
-                }
-            }
+            }),
+        };
+        if let Some(why) = why {
+            retry.mark(why);
         }
     }
 }
