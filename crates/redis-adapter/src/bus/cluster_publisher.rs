@@ -1,7 +1,8 @@
 //! Redis Cluster mode, publishing: each `SPUBLISH` goes to the master owning its channel's
 //! slot (`PUBLISH`, which the cluster broadcasts, to any master), many in flight per
 //! connection. `MOVED` refreshes the slot map and resends to the new owner, `ASK` resends once
-//! with `ASKING`; server counts are asked of the owner (`SHARDNUMSUB`) or summed over the
+//! with `ASKING`, and a publish that finds its connection broken is resent once after the slot
+//! map is read again; server counts are asked of the owner (`SHARDNUMSUB`) or summed over the
 //! masters (`NUMSUB`).
 
 use super::backoff::{backoff, pause};
@@ -26,6 +27,31 @@ struct Pending {
     counted: bool,
 }
 
+/// Reads the topology again and connects to every master; on failure, returns when to try
+/// again (backoff).
+async fn refresh(
+    shared: &Shared,
+    nodes: &mut Nodes,
+    attempt: &mut u32,
+) -> Option<tokio::time::Instant> {
+    match nodes.refresh_and_connect().await {
+        Ok(()) => {
+            *attempt = 0;
+            shared.set_up(Side::Publisher, true);
+            None
+        }
+        Err(why) => {
+            shared.set_up(Side::Publisher, false);
+            if attempt.is_multiple_of(10) {
+                tracing::warn!(url = %shared.safe_url, error = %why, attempt = *attempt, "cannot reach every master of the Redis Cluster; retrying (a failover may be under way; check the seed addresses and that the cluster is up)");
+            }
+            let at = tokio::time::Instant::now() + backoff(*attempt, shared.config.max_backoff);
+            *attempt = attempt.saturating_add(1);
+            Some(at)
+        }
+    }
+}
+
 pub(super) async fn publisher(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<PubCmd>,
@@ -39,40 +65,24 @@ pub(super) async fn publisher(
     let mut retry_at = tokio::time::Instant::now();
     loop {
         if nodes.stale && tokio::time::Instant::now() >= retry_at {
-            let refreshed = tokio::select! {
+            let next = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = nodes.refresh_and_connect() => r,
+                next = refresh(&shared, &mut nodes, &mut attempt) => next,
             };
-            match refreshed {
-                Ok(()) => {
-                    attempt = 0;
-                    shared.set_up(Side::Publisher, true);
-                }
-                Err(why) => {
-                    shared.set_up(Side::Publisher, false);
-                    if attempt.is_multiple_of(10) {
-                        tracing::warn!(url = %shared.safe_url, error = %why, attempt, "cannot reach every master of the Redis Cluster; retrying (a failover may be under way; check the seed addresses and that the cluster is up)");
+            if let Some(at) = next {
+                retry_at = at;
+                if nodes.map.is_none() {
+                    // No slot map at all: nothing can be sent, what is queued is lost. Otherwise
+                    // the masters that answer keep being used meanwhile.
+                    let d = at.saturating_duration_since(tokio::time::Instant::now());
+                    let drained = pause(d, &mut rx, &cancel, |cmd| {
+                        let why = "the Redis Cluster is unreachable";
+                        fail(&m, cmd, LossReason::Disconnected, why)
+                    });
+                    if !drained.await {
+                        return;
                     }
-                    retry_at =
-                        tokio::time::Instant::now() + backoff(attempt, shared.config.max_backoff);
-                    attempt = attempt.saturating_add(1);
-                    if nodes.map.is_none() {
-                        // No slot map at all: nothing can be sent, what is queued is lost.
-                        let d = retry_at.saturating_duration_since(tokio::time::Instant::now());
-                        let drained = pause(d, &mut rx, &cancel, |cmd| {
-                            fail(
-                                &m,
-                                cmd,
-                                LossReason::Disconnected,
-                                "the Redis Cluster is unreachable",
-                            )
-                        });
-                        if !drained.await {
-                            return;
-                        }
-                        continue;
-                    }
-                    // Otherwise the masters that answer keep being used meanwhile.
+                    continue;
                 }
             }
         }
@@ -147,6 +157,9 @@ async fn send_one(
                 addr: format!("{host}:{port}"),
                 ask: e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Ask),
             },
+            None if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+                Outcome::Failed(LossReason::Disconnected)
+            }
             None => Outcome::Failed(LossReason::Error),
         },
         Err(_) => Outcome::Failed(LossReason::Timeout),
@@ -183,6 +196,9 @@ async fn send_all(shared: &Shared, nodes: &mut Nodes, pending: Vec<Pending>) {
     });
     let results = futures_util::future::join_all(sends).await;
     let mut sent = 0u64;
+    // Publishes whose connection was found broken (a master gone since the last slot-map read):
+    // resent once after reading the map again.
+    let mut resend: Vec<&Pending> = Vec::new();
     for (p, (addr, outcome)) in pending.iter().zip(results) {
         let outcome = match outcome {
             Outcome::Redirect { addr: to, ask } => {
@@ -197,6 +213,12 @@ async fn send_all(shared: &Shared, nodes: &mut Nodes, pending: Vec<Pending>) {
                     },
                     Err(_) => Outcome::Failed(LossReason::Disconnected),
                 }
+            }
+            Outcome::Failed(LossReason::Disconnected) if !addr.is_empty() => {
+                nodes.forget(&addr);
+                nodes.stale = true;
+                resend.push(p);
+                continue;
             }
             other => {
                 if matches!(other, Outcome::Failed(_)) && !addr.is_empty() {
@@ -216,7 +238,42 @@ async fn send_all(shared: &Shared, nodes: &mut Nodes, pending: Vec<Pending>) {
             Outcome::Redirect { .. } => {}
         }
     }
+    if !resend.is_empty() {
+        sent += resend_after_refresh(shared, nodes, &resend).await;
+    }
     m.published.inc_by(sent);
+}
+
+/// Reads the slot map again and sends `pending` once more to their owners; returns how many
+/// counted publishes went out (the others are counted lost).
+async fn resend_after_refresh(shared: &Shared, nodes: &mut Nodes, pending: &[&Pending]) -> u64 {
+    let m = &shared.metrics;
+    let timeout = shared.config.publish_timeout;
+    let refreshed = nodes.refresh_and_connect().await.is_ok();
+    let mut sent = 0u64;
+    for p in pending {
+        let target = nodes.map.as_ref().and_then(|map| {
+            if p.shard {
+                map.owner_of(&p.channel).map(str::to_owned)
+            } else {
+                map.masters().into_iter().next()
+            }
+        });
+        let outcome = match target {
+            Some(addr) if refreshed => match nodes.conn(&addr).await {
+                Ok(c) => send_one(c, p, false, timeout).await,
+                Err(_) => Outcome::Failed(LossReason::Disconnected),
+            },
+            _ => Outcome::Failed(LossReason::Disconnected),
+        };
+        match outcome {
+            Outcome::Sent => sent += u64::from(p.counted),
+            Outcome::Failed(reason) if p.counted => m.lost(reason, 1),
+            Outcome::Redirect { .. } if p.counted => m.lost(LossReason::Error, 1),
+            _ => {}
+        }
+    }
+    sent
 }
 
 /// Runs a query where it belongs: `PUBSUB SHARDNUMSUB ch` on the owner of `ch`, `PUBSUB
