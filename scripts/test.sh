@@ -19,14 +19,14 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   as_root apt-get update -q
   as_root apt-get install -y -q nodejs npm
 fi
-if ! command -v redis-server >/dev/null 2>&1; then
-  step "installing redis-server (apt-get; the cluster tests start their own on free ports)"
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  step "installing redis-server and redis-tools (apt-get; the cluster tests start their own servers and Redis Clusters on free ports)"
   as_root apt-get update -q
-  as_root apt-get install -y -q redis-server
+  as_root apt-get install -y -q redis-server redis-tools
   # Debian starts a system instance on 6379; the tests never use it.
 fi
 if ! command -v openssl >/dev/null 2>&1; then
-  step "installing openssl (apt-get; the security tests make their keys and certificates with it)"
+  step "installing openssl (apt-get; the security and TLS Redis tests make their keys and certificates with it)"
   as_root apt-get update -q
   as_root apt-get install -y -q openssl
 fi

@@ -143,8 +143,8 @@ pub struct Args {
     /// Time to drain connections on SIGTERM before exiting (a bare number is seconds).
     #[arg(long, alias = "drain-timeout-secs", env = "SWITCHBOARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::config_file::duration_secs)]
     pub drain_timeout: Duration,
-    /// Redis URL (`redis://[:password@]host:port[/db]`): joins the cluster on that Redis.
-    /// Unset: a single node.
+    /// Redis URL (`redis://[[user]:password@]host:port[/db]`, `rediss://` for TLS; `user` is
+    /// a Redis ACL user): joins the cluster on that Redis. Unset: a single node.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Redis wire: `classic` (Node's createAdapter, works with @socket.io/redis-emitter) or
@@ -180,6 +180,24 @@ pub struct Args {
     /// `--config` and `--print-config`.
     #[command(flatten)]
     pub file: crate::config_file::FileArgs,
+    // Redis TLS (issue 12).
+    /// PEM file of the CA that signed the Redis server's certificate (`rediss://` with a
+    /// private CA). Default: the system's trust store.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    // Redis Cluster (issue 12).
+    /// Seed node of a Redis Cluster (`redis://[[user]:password@]host:port`, `rediss://` for
+    /// TLS); repeat (or separate with commas) for more seeds. Instead of --redis-url.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REDIS_CLUSTER_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub redis_cluster_url: Vec<String>,
+    /// --redis-url is a seed node of a Redis Cluster.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
 }
 
 /// `SWITCHBOARD_*` variables in `vars` that no option reads (typos such as
@@ -462,12 +480,34 @@ impl Args {
         // An empty value (a compose variable left unset) means "not set".
         let node_id = self.node_id.filter(|v| !v.trim().is_empty());
         let redis_url = self.redis_url.filter(|v| !v.trim().is_empty());
+        // Redis Cluster: seeds from --redis-cluster-url, or --redis-url with --redis-cluster.
+        let mut seeds: Vec<String> = self
+            .redis_cluster_url
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        let url_flag = if seeds.is_empty() {
+            "--redis-url"
+        } else {
+            "--redis-cluster-url"
+        };
+        let redis_cluster = self.redis_cluster || !seeds.is_empty();
+        let redis_url = match (redis_url, seeds.is_empty()) {
+            (Some(_), false) => return Err("--redis-url and --redis-cluster-url: give the seed nodes of a Redis Cluster with --redis-cluster-url only (or --redis-url with --redis-cluster)".into()),
+            (None, false) => Some(seeds.remove(0)),
+            (None, true) if self.redis_cluster => return Err("--redis-cluster needs --redis-url (a seed node of the Redis Cluster)".into()),
+            (url, true) => url,
+        };
         let redis = match redis_url {
             None => {
                 if node_id.is_some() {
                     return Err(
                         "--node-id needs --redis-url: a node id only matters in a cluster".into(),
                     );
+                }
+                if self.redis_ca_file.is_some() {
+                    return Err("--redis-ca-file needs --redis-url (a rediss:// URL)".into());
                 }
                 None
             }
@@ -478,12 +518,17 @@ impl Args {
                 r.node_id = node_id;
                 r.key = self.redis_key;
                 r.requests_timeout = self.requests_timeout;
+                r.ca_file = self.redis_ca_file;
+                r.cluster = redis_cluster;
+                r.cluster_seeds = seeds;
                 r.validate().map_err(|e| {
                     let flag = match e.field {
-                        "url" => "--redis-url",
+                        "url" => url_flag,
+                        "cluster_seeds" => "--redis-cluster-url",
                         "node_id" => "--node-id",
                         "key" => "--redis-key",
                         "requests_timeout" => "--requests-timeout",
+                        "ca_file" => "--redis-ca-file",
                         other => other,
                     };
                     format!("{flag}: {}", e.reason)
@@ -558,6 +603,33 @@ mod tests {
     }
 
     #[test]
+    fn redis_cluster_seeds() {
+        let c = parse(&[
+            "--redis-cluster-url",
+            "redis://10.0.0.1:7000",
+            "--redis-cluster-url",
+            "redis://10.0.0.2:7000,redis://10.0.0.3:7000",
+            "--adapter-mode",
+            "sharded",
+        ])
+        .expect("valid");
+        let r = c.redis.expect("cluster mode");
+        assert!(r.cluster);
+        assert_eq!(r.url, "redis://10.0.0.1:7000");
+        assert_eq!(r.cluster_seeds.len(), 2);
+        let c = parse(&["--redis-url", "rediss://u:p@h:7000", "--redis-cluster"]).expect("valid");
+        let r = c.redis.expect("cluster mode");
+        assert!(r.cluster && r.cluster_seeds.is_empty());
+        assert!(
+            !parse(&["--redis-url", "redis://h"])
+                .expect("valid")
+                .redis
+                .expect("redis")
+                .cluster
+        );
+    }
+
+    #[test]
     fn cluster_flags_build_the_adapter_config() {
         let c = parse(&[
             "--redis-url",
@@ -628,7 +700,37 @@ mod tests {
     #[test]
     fn bad_cluster_flags_say_what_to_change() {
         for (args, hint) in [
-            (&["--redis-url", "rediss://h:6380"][..], "TLS"),
+            (
+                &["--redis-url", "rediss://h:6380/#insecure"][..],
+                "#insecure",
+            ),
+            (&["--redis-ca-file", "/etc/hosts"][..], "needs --redis-url"),
+            (
+                &["--redis-cluster"][..],
+                "--redis-cluster needs --redis-url",
+            ),
+            (
+                &[
+                    "--redis-url",
+                    "redis://h",
+                    "--redis-cluster-url",
+                    "redis://h",
+                ][..],
+                "give the seed nodes",
+            ),
+            (
+                &[
+                    "--redis-cluster-url",
+                    "redis://a:1",
+                    "--redis-cluster-url",
+                    "redis://b:2/3",
+                ][..],
+                "--redis-cluster-url",
+            ),
+            (
+                &["--redis-url", "redis://h", "--redis-ca-file", "/etc/hosts"][..],
+                "--redis-ca-file: a CA file only applies to TLS",
+            ),
             (&["--redis-url", "http://h"][..], "redis://"),
             (&["--node-id", "a"][..], "needs --redis-url"),
             (

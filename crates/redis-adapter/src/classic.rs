@@ -7,11 +7,11 @@ use crate::bus::SubKind;
 use crate::cluster::{Body, Inbound, Outbound, Reply, Request, Wire};
 use crate::codec::{
     json_list_to_mp, json_to_mp, mp_decode, mp_encode, mp_get, mp_take, mp_to_json, opts_from_json,
-    opts_from_mp, opts_json, opts_mp, room_from_json, rooms_json,
+    opts_from_mp, opts_json, opts_mp, room_from_json, rooms_json, socket_from_json, socket_json,
 };
 use rmpv::Value as Mp;
 use serde_json::{json, Map, Value};
-use switchboard::{EventPacket, LocalAdapter, Payload, SocketInfo};
+use switchboard::{EventPacket, LocalAdapter, Payload};
 
 /// Request types of the classic adapter.
 mod kind {
@@ -289,30 +289,6 @@ pub(crate) fn event_from_mp(data: Option<Mp>) -> Option<EventPacket> {
         return None;
     }
     Some(EventPacket { data, attachments })
-}
-
-/// A socket description from a reply (Node's `{id, handshake, rooms, data}`).
-pub(crate) fn socket_from_json(v: &Value) -> Option<SocketInfo> {
-    Some(SocketInfo {
-        id: v.get("id")?.as_str()?.to_owned(),
-        rooms: v
-            .get("rooms")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(room_from_json)
-                    .map(|r| r.to_string())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        handshake: v.get("handshake").cloned().unwrap_or(Value::Null),
-        data: v.get("data").cloned().unwrap_or(Value::Null),
-    })
-}
-
-/// A socket description as Node writes it.
-pub(crate) fn socket_json(s: &SocketInfo) -> Value {
-    json!({ "id": s.id, "handshake": s.handshake, "rooms": s.rooms, "data": s.data })
 }
 
 impl Wire for Classic {

@@ -1,10 +1,10 @@
 //! Converting between Socket.IO's JSON-with-placeholders form and the msgpack form that Node's
-//! adapters put on Redis (binary values in place, as msgpack `bin`), plus room lists and flags.
+//! adapters put on Redis (binary values in place, as msgpack `bin`), plus room lists, flags and socket descriptions.
 
 use bytes::Bytes;
 use rmpv::Value as Mp;
-use serde_json::{Map, Number, Value};
-use switchboard::{BroadcastFlags, BroadcastOptions, Room};
+use serde_json::{json, Map, Number, Value};
+use switchboard::{BroadcastFlags, BroadcastOptions, Room, SocketInfo};
 use switchboard_protocol::socketio::{placeholder, placeholder_index};
 
 /// msgpack ext type notepack uses for `ArrayBuffer` (and, with one zero byte, `undefined`).
@@ -320,6 +320,30 @@ pub const MAX_DEPTH: usize = 128;
 pub fn mp_decode(bytes: &[u8]) -> Result<Mp, rmpv::decode::Error> {
     let mut rd = bytes;
     rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
+}
+
+/// A socket description from a reply (Node's `{id, handshake, rooms, data}`).
+pub(crate) fn socket_from_json(v: &Value) -> Option<SocketInfo> {
+    Some(SocketInfo {
+        id: v.get("id")?.as_str()?.to_owned(),
+        rooms: v
+            .get("rooms")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(room_from_json)
+                    .map(|r| r.to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        handshake: v.get("handshake").cloned().unwrap_or(Value::Null),
+        data: v.get("data").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// A socket description as Node writes it.
+pub(crate) fn socket_json(s: &SocketInfo) -> Value {
+    json!({ "id": s.id, "handshake": s.handshake, "rooms": s.rooms, "data": s.data })
 }
 
 #[cfg(test)]

@@ -30,11 +30,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard::{Adapter, AdapterFactory, LocalAdapter};
 
-/// `url` with its password hidden, for logs.
+/// `url` with its password hidden, for logs: `redis://user:***@host:port` (or
+/// `redis://***@host:port` when the URL names no user).
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) if !user.is_empty() => {
+                    format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+                }
+                _ => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+            }
         }
         _ => url.to_owned(),
     }
@@ -93,11 +100,21 @@ impl std::str::FromStr for SubscriptionMode {
     }
 }
 
-/// Settings of the Redis adapter.
-#[derive(Debug, Clone)]
+/// Settings of the Redis adapter. Its `Debug` hides the password of the URL.
+#[derive(Clone)]
 pub struct RedisAdapterConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[[user]:password@]host:port[/db]`, or `rediss://` for TLS; `user` is a Redis
+    /// ACL user (`default` when absent).
     pub url: String,
+    /// PEM file with the CA certificate(s) that signed the server's certificate, for a
+    /// `rediss://` URL to a Redis with a private CA. Default: the system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Redis Cluster mode: `url` (and `cluster_seeds`) are seed nodes of a Redis Cluster;
+    /// each sharded channel is subscribed and published on the master owning its slot, and
+    /// failovers and slot migrations are followed. Default false (one Redis server).
+    pub cluster: bool,
+    /// Redis Cluster mode: more seed node URLs, tried after `url` when reading the slot map.
+    pub cluster_seeds: Vec<String>,
     /// Wire format.
     pub mode: Mode,
     /// Sharded wire: which rooms get their own channel.
@@ -133,6 +150,9 @@ impl RedisAdapterConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ca_file: None,
+            cluster: false,
+            cluster_seeds: Vec::new(),
             mode: Mode::Classic,
             subscription_mode: SubscriptionMode::Dynamic,
             node_id: None,
@@ -145,6 +165,38 @@ impl RedisAdapterConfig {
             publish_queue: 65_536,
             publish_on_specific_response_channel: false,
         }
+    }
+}
+
+impl std::fmt::Debug for RedisAdapterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAdapterConfig")
+            .field("url", &redact_url(&self.url))
+            .field("ca_file", &self.ca_file)
+            .field("cluster", &self.cluster)
+            .field(
+                "cluster_seeds",
+                &self
+                    .cluster_seeds
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("mode", &self.mode)
+            .field("subscription_mode", &self.subscription_mode)
+            .field("node_id", &self.node_id)
+            .field("key", &self.key)
+            .field("requests_timeout", &self.requests_timeout)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("probe_interval", &self.probe_interval)
+            .field("max_backoff", &self.max_backoff)
+            .field("publish_queue", &self.publish_queue)
+            .field(
+                "publish_on_specific_response_channel",
+                &self.publish_on_specific_response_channel,
+            )
+            .finish()
     }
 }
 
@@ -163,23 +215,67 @@ impl RedisAdapterConfig {
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let bad = |field, reason: String| Err(InvalidConfig { field, reason });
         let url = &self.url;
-        if url.starts_with("rediss://") {
-            return bad(
-                "url",
-                "TLS (rediss://) is not built in; use redis:// on a private network or a TLS tunnel (e.g. stunnel) to Redis".into(),
-            );
-        }
-        let scheme_ok = ["redis://", "redis+unix://", "unix://"]
+        let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
             .iter()
             .any(|s| url.starts_with(s));
         if !scheme_ok || redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
             return bad(
                 "url",
                 format!(
-                    "{:?} is not a Redis URL: use redis://[:password@]host:port[/db] (or unix:///path/to/redis.sock)",
+                    "{:?} is not a Redis URL: use redis://[[user]:password@]host:port[/db], rediss://... for TLS (or unix:///path/to/redis.sock)",
                     redact_url(url)
                 ),
             );
+        }
+        let tls = url.starts_with("rediss://");
+        if tls && url.ends_with("#insecure") {
+            return bad(
+                "url",
+                "#insecure (no certificate check) is not supported: give the CA that signed the server's certificate with the CA file option".into(),
+            );
+        }
+        if let Some(path) = &self.ca_file {
+            if !tls {
+                return bad(
+                    "ca_file",
+                    "a CA file only applies to TLS: use a rediss:// URL".into(),
+                );
+            }
+            match std::fs::read(path) {
+                Err(e) => return bad("ca_file", format!("cannot read {}: {e}", path.display())),
+                Ok(pem) if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                    return bad(
+                        "ca_file",
+                        format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                            path.display()
+                        ),
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+        if !self.cluster_seeds.is_empty() && !self.cluster {
+            return bad(
+                "cluster_seeds",
+                "seed nodes only apply to Redis Cluster mode: set cluster".into(),
+            );
+        }
+        if self.cluster {
+            for seed in std::iter::once(url).chain(&self.cluster_seeds) {
+                let info = redis::IntoConnectionInfo::into_connection_info(seed.as_str());
+                let tcp = seed.starts_with("redis://") || seed.starts_with("rediss://");
+                let db0 = info.as_ref().is_ok_and(|i| i.redis_settings().db() == 0);
+                if !tcp || !db0 {
+                    return bad(
+                        if seed == url { "url" } else { "cluster_seeds" },
+                        format!(
+                            "{:?}: a Redis Cluster seed is redis://[[user]:password@]host:port (or rediss://), without a database number",
+                            redact_url(seed)
+                        ),
+                    );
+                }
+            }
         }
         if let Some(id) = &self.node_id {
             if id.is_empty() || id.contains('#') || id.len() > 64 {
@@ -219,7 +315,7 @@ pub struct RedisAdapterFactory {
 impl std::fmt::Debug for RedisAdapterFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisAdapterFactory")
-            .field("url", &self.bus.shared.config.url)
+            .field("url", &redact_url(&self.bus.shared.config.url))
             .field("mode", &self.bus.shared.config.mode)
             .field("node_id", &self.bus.shared.uid)
             .finish()
@@ -315,6 +411,10 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+        assert_eq!(
+            redact_url("rediss://alice:p@ss@h:6380"),
+            "rediss://alice:***@h:6380"
+        );
         assert_eq!("sharded".parse::<Mode>(), Ok(Mode::Sharded));
         assert!("cluster".parse::<Mode>().is_err());
         assert_eq!(
@@ -322,6 +422,14 @@ mod tests {
             Ok(SubscriptionMode::DynamicPrivate)
         );
         assert!(RedisAdapterConfig::new("redis://x").node_id.is_none());
+        let debug = format!(
+            "{:?}",
+            RedisAdapterConfig::new("rediss://app:s3cret@h:6380")
+        );
+        assert!(
+            debug.contains("app:***@h") && !debug.contains("s3cret"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -330,9 +438,20 @@ mod tests {
         assert_eq!(ok.validate(), Ok(()));
         let field = |c: RedisAdapterConfig| c.validate().map_err(|e| e.field);
         assert_eq!(
-            field(RedisAdapterConfig::new("rediss://h:6380")),
+            field(RedisAdapterConfig::new("rediss://u:p@h:6380")),
+            Ok(())
+        );
+        assert_eq!(
+            field(RedisAdapterConfig::new("rediss://h:6380/#insecure")),
             Err("url")
         );
+        let mut c = RedisAdapterConfig::new("redis://h:6379");
+        c.ca_file = Some("/etc/hostname".into());
+        assert_eq!(field(c.clone()), Err("ca_file"));
+        c.url = "rediss://h:6380".into();
+        assert_eq!(field(c.clone()), Err("ca_file"));
+        c.ca_file = Some("/nonexistent/ca.pem".into());
+        assert_eq!(field(c), Err("ca_file"));
         assert_eq!(field(RedisAdapterConfig::new("http://h")), Err("url"));
         let mut c = ok.clone();
         c.node_id = Some("a#b".into());

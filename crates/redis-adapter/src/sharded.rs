@@ -4,11 +4,10 @@
 //! node) and, in the dynamic subscription mode, `key#nsp#room#` for rooms with local members.
 
 use crate::bus::SubKind;
-use crate::classic::{socket_from_json, socket_json};
 use crate::cluster::{Body, Inbound, Outbound, Reply, Request, Wire};
 use crate::codec::{
     json_to_mp, mp_decode, mp_encode, mp_to_json, opts_from_json, opts_json, room_from_json,
-    rooms_json,
+    rooms_json, socket_from_json, socket_json,
 };
 use bytes::Bytes;
 use serde_json::{json, Map, Value};

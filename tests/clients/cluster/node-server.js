@@ -6,11 +6,12 @@
 //
 // usage: node node-server.js --redis redis://127.0.0.1:R [--mode classic|sharded] [--port 0]
 //          [--requests-timeout MS] [--name NAME] [--key PREFIX] [--subscription-mode dynamic|static|dynamic-private]
-//          [--specific-response-channel]
+//          [--specific-response-channel] [--cluster]
+//   --cluster: --redis is a seed node of a Redis Cluster (node-redis createCluster for both clients)
 
 const http = require('node:http');
 const { Server } = require('socket.io');
-const { createClient } = require('redis');
+const { createClient, createCluster } = require('redis');
 const { createAdapter, createShardedAdapter } = require('@socket.io/redis-adapter');
 
 // Keep stdout for protocol lines only (libraries may log with console.*).
@@ -29,6 +30,7 @@ function parseArgs(argv) {
     key: null,
     subscriptionMode: null,
     specificResponseChannel: false,
+    cluster: false,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
@@ -46,6 +48,7 @@ function parseArgs(argv) {
       case '--key': opts.key = value(); break;
       case '--subscription-mode': opts.subscriptionMode = value(); break;
       case '--specific-response-channel': opts.specificResponseChannel = true; break;
+      case '--cluster': opts.cluster = true; break;
       default: usage(`unknown argument ${flag}`);
     }
   }
@@ -60,7 +63,7 @@ function usage(msg) {
   process.stderr.write(`node-server.js: ${msg}\n` +
     'usage: node node-server.js --redis redis://127.0.0.1:R [--mode classic|sharded] [--port 0] ' +
     '[--requests-timeout MS] [--name NAME] [--key PREFIX] [--subscription-mode MODE] ' +
-    '[--specific-response-channel]\n');
+    '[--specific-response-channel] [--cluster]\n');
   process.exit(2);
 }
 
@@ -108,9 +111,11 @@ async function syncSubscriber() {
   }
 }
 
-// Round trip on the publisher connection: every publish issued before has reached redis.
+// Round trip on the publisher connection: every publish issued before has reached redis. On a Redis Cluster
+// (one connection per shard) both barriers are weaker: they only cover the probe channel's shard.
 async function syncPublisher() {
-  await pub.ping();
+  if (OPTS.cluster) await pub.sPublish(`switchboard-probe#${NAME}`, 'x');
+  else await pub.ping();
 }
 
 async function barrier(which, ms = 3000) {
@@ -153,8 +158,9 @@ function onServerSideEmit(nspName) {
 
 async function start() {
   const clientOpts = { url: OPTS.redis };
-  pub = createClient(clientOpts);
-  sub = createClient(clientOpts);
+  const make = () => (OPTS.cluster ? createCluster({ rootNodes: [clientOpts] }) : createClient(clientOpts));
+  pub = make();
+  sub = make();
   for (const [label, client] of [['pub', pub], ['sub', sub]]) {
     client.on('error', (e) => log(`redis ${label} error: ${errorMessage(e)}`));
     client.on('reconnecting', () => log(`redis ${label} reconnecting`));
