@@ -42,7 +42,8 @@ pub enum Verdict {
 pub struct Handshake {
     /// Request headers of the connection.
     pub headers: http::HeaderMap,
-    /// Query parameters of the connection URL.
+    /// Query parameters of the connection URL, percent-decoded as Node's `querystring` does
+    /// (`+` is a space; of a repeated key, the first value).
     pub query: HashMap<String, String>,
     /// The CONNECT packet's auth object (`{}` when absent).
     pub auth: Value,
@@ -191,17 +192,14 @@ impl std::fmt::Debug for Socket {
 impl Socket {
     pub(crate) fn new(ns: Arc<Namespace>, conn: Conn, auth: Value) -> SocketRef {
         let req = conn.request();
-        let query = req
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_owned(), v.to_owned())
-            })
-            .collect();
+        // Percent-decoded, `+` as a space, the first of repeated keys: Node's `querystring`.
+        let mut query: HashMap<String, String> = HashMap::new();
+        let raw = req.uri.query().unwrap_or("");
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            query
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
+        }
         let handshake = Handshake {
             headers: req.headers.clone(),
             query,

@@ -543,15 +543,22 @@ async fn middleware_data_visible_in_fetch_sockets() {
 async fn handshake_auth_and_query_visible() {
     let (io, port) = server();
     let (tx, mut rx) = mpsc::unbounded_channel::<(Value, Option<String>)>();
+    let (qtx, mut qrx) = mpsc::unbounded_channel::<(Option<String>, Option<String>)>();
     io.on_connection(move |s| {
         let h = s.handshake();
         let _ = tx.send((h.auth.clone(), h.query.get("foo").cloned()));
+        let _ = qtx.send((h.query.get("&a").cloned(), h.query.get("sp").cloned()));
     });
-    let mut c = Client::open_with_query(port, "&foo=bar").await;
+    // Encoded as socket.io-client encodes `{ "&a": "&=?a", sp: "a b" }` (the client suite's
+    // encoding test), plus a repeated key.
+    let mut c = Client::open_with_query(port, "&foo=bar&foo=baz&%26a=%26%3D%3Fa&sp=a+b").await;
     c.join("/", Some(json!({"token": "abc"}))).await;
     let (auth, foo) = recv_within(&mut rx).await;
     assert_eq!(auth, json!({"token": "abc"}));
     assert_eq!(foo.as_deref(), Some("bar"));
+    let (amp, sp) = recv_within(&mut qrx).await;
+    assert_eq!(amp.as_deref(), Some("&=?a"));
+    assert_eq!(sp.as_deref(), Some("a b"));
 
     // Without an auth object, auth is `{}`.
     let (_c2, _) = Client::connect(port).await;
