@@ -1,4 +1,4 @@
-//! The example backend (`examples/chat-backend/`, Python) driving the seed documents' group
+//! The example backend (`examples/chat-backend/`, Python) driving the group
 //! chat through the `switchboard` binary, with two official socket.io-client sockets: token
 //! auth at connect, `joinRoom` authorized by the backend, `message:send` stored in SQLite and
 //! emitted as `message:new` to `channel-<id>` with an ack carrying the stored id, and an

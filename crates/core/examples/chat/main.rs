@@ -1,4 +1,4 @@
-//! The seed documents' group chat, on the Switchboard library.
+//! A group chat (rooms, typing indicator, personal rooms, acks), on the Switchboard library.
 //!
 //! `cargo run -p switchboard --example chat -- --port 3000`, then connect any Socket.IO client:
 //! - `register` `{"userId": "42"}`: joins the personal room `user-42` (for notifications);
