@@ -547,7 +547,15 @@ impl Socket {
             }),
         };
         self.ns.metrics().events_received.inc();
-        let guards: Vec<_> = self.guards.read().clone();
+        // Most sockets have no guard: no copy (and no allocation) per event for them.
+        let guards: Vec<_> = {
+            let g = self.guards.read();
+            if g.is_empty() {
+                Vec::new()
+            } else {
+                g.clone()
+            }
+        };
         for guard in guards {
             if let Verdict::Refuse(answer) = guard(self, &event) {
                 let mut event = event;

@@ -339,9 +339,6 @@ impl<H: Handler> Inner<H> {
             .get_or_create(&[("kind", kind)])
             .inc();
         socket.close(CloseReason::ParseError);
-        // The session is gone for the client at once: its next request gets "Session ID
-        // unknown" even if the supervisor has not run yet (it removes the session too).
-        self.sessions.remove(&socket.sid());
     }
 }
 

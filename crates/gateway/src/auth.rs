@@ -256,15 +256,14 @@ pub fn presented_token(socket: &SocketRef) -> Option<String> {
     if let Some(token) = handshake.auth.get("token").and_then(Value::as_str) {
         return Some(token.to_owned());
     }
-    let header = handshake
-        .headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    bearer(&handshake.headers).map(str::to_owned)
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any letter case).
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let header = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = header.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The CONNECT_ERROR every refusal gets: message `unauthorized`, `data.reason` the check.
@@ -275,7 +274,8 @@ pub fn unauthorized(reason: Reason) -> ConnectError {
 /// Compares secrets in constant time.
 pub fn same_secret(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq as _;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    // `ct_eq` on slices of different lengths is false (only the length leaks).
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 #[cfg(test)]

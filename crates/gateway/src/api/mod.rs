@@ -18,7 +18,6 @@ use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use switchboard::engine::{Body, HttpHandler};
 use switchboard::{Namespace, Server, SocketInfo};
 
@@ -248,14 +247,7 @@ async fn authorize(State(api): State<Arc<Api>>, req: Request, next: Next) -> Res
 }
 
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    bool::from(given.trim().as_bytes().ct_eq(token.as_bytes()))
+    crate::auth::bearer(headers).is_some_and(|given| crate::auth::same_secret(given, token))
 }
 
 async fn count(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {

@@ -8,16 +8,13 @@
 use super::backoff::{backoff, pause};
 use super::health::Side;
 use super::nodes::Nodes;
-use super::publisher::fail;
+use super::publisher::{fail, take_batch, MAX_BATCH};
 use super::{PubCmd, Shared};
 use crate::metrics::LossReason;
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// Largest number of publishes sent at once.
-const MAX_BATCH: usize = 256;
 
 /// One publish waiting to go out.
 struct Pending {
@@ -94,14 +91,7 @@ pub(super) async fn publisher(
                 Some(cmd) => cmd,
             },
         };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(_) => break,
-            }
-        }
-        m.publish_queue.set(rx.len() as i64);
+        take_batch(first, &mut rx, &mut batch, &m);
         let mut pending: Vec<Pending> = Vec::new();
         for cmd in batch.drain(..) {
             match cmd {

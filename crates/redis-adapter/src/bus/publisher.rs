@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Largest number of publishes sent in one pipeline.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 
 pub(super) async fn publisher(
     shared: Arc<Shared>,
@@ -92,14 +92,7 @@ pub(super) async fn publisher(
                 Some(cmd) => cmd,
             },
         };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(_) => break,
-            }
-        }
-        m.publish_queue.set(rx.len() as i64);
+        take_batch(first, &mut rx, &mut batch, &m);
         let mut pipe = redis::pipe();
         let mut pending = 0u64;
         let mut counted_n = 0u64;
@@ -192,6 +185,24 @@ async fn flush(
             false
         }
     }
+}
+
+/// Fills `batch` with `first` and whatever else waits (up to [`MAX_BATCH`]), and reports the
+/// queue depth left behind: one round trip carries the whole batch.
+pub(super) fn take_batch(
+    first: PubCmd,
+    rx: &mut mpsc::Receiver<PubCmd>,
+    batch: &mut Vec<PubCmd>,
+    m: &RedisMetrics,
+) {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(cmd) => batch.push(cmd),
+            Err(_) => break,
+        }
+    }
+    m.publish_queue.set(rx.len() as i64);
 }
 
 pub(super) fn fail(m: &RedisMetrics, cmd: PubCmd, reason: LossReason, why: &str) {
