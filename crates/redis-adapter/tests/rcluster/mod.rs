@@ -36,20 +36,31 @@ pub struct ClusterTls {
     pub key: PathBuf,
 }
 
-/// `n` consecutive-free ports below 45000 whose cluster bus ports (+10000) are free too.
+/// `n` free ports whose cluster bus ports (+10000) are free too. Node ports come from
+/// 20000–22767 and bus ports so from 30000–32767: the two ranges never overlap (a cluster
+/// started by a concurrent test cannot take another's bus port as its node port), and both sit
+/// below the kernel's ephemeral range (32768–60999), so no outgoing connection takes them.
+/// Ports handed out in this process are never handed out again.
 fn free_ports(n: usize) -> Vec<u16> {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = Vec::new();
-    for _ in 0..2000 {
+    for _ in 0..4000 {
         if out.len() == n {
             break;
         }
-        let p: u16 = rand::random_range(20_000..45_000);
-        if !out.contains(&p) && free(p) && free(p + 10_000) {
+        let p: u16 = rand::random_range(20_000..22_768);
+        if !out.contains(&p) && !taken.contains(&p) && free(p) && free(p + 10_000) {
             out.push(p);
         }
     }
-    assert_eq!(out.len(), n, "not enough free loopback ports below 55000");
+    assert_eq!(
+        out.len(),
+        n,
+        "not enough free loopback ports in 20000-22767 (and +10000)"
+    );
+    taken.extend_from_slice(&out);
     out
 }
 
