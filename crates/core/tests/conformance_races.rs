@@ -4,8 +4,9 @@
 //!   pingInterval + pingTimeout after the handshake finds the session gone;
 //! - a poll that reaches the server just after the client's close packet gets the noop, as a
 //!   poll that was already waiting does, and the poll after it gets 400;
-//! - a poll that arrives once the upgrade probe is answered waits for the switch: after the
-//!   client's `5` it gets 400, and without a `5` it gets the noop;
+//! - a poll that arrives once the upgrade probe is answered is served like any other (what is
+//!   queued for the client comes at once), but gets 400 after the client's `5` and, with
+//!   nothing to carry and no `5`, the noop;
 //! - a poll whose connection closes right after its request (often in the same read) is still
 //!   handled, so its session closes and the next poll gets 400.
 //!
@@ -128,4 +129,23 @@ async fn engine_poll_during_an_unfinished_upgrade_gets_the_noop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socketio_poll_during_an_unfinished_upgrade_gets_the_noop() {
     poll_during_an_unfinished_upgrade_gets_the_noop(Flavor::SocketIo).await;
+}
+
+/// The socket.io-client's upgrade: the client may still POST (and so get answers queued) after
+/// the probe, and its next poll must carry them at once: the client waits for that poll to end
+/// before it sends `5`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_poll_during_the_upgrade_carries_queued_packets() {
+    let fx = Fx::new(Flavor::Engine).await;
+    let sid = fx.polling_handshake().await;
+    let mut ws = fx.ws(&ws_sid_query(&sid)).await;
+    ws.send_text("2probe").await;
+    assert_eq!(ws.recv_text().await, "3probe");
+    // The echo is queued before the poll arrives.
+    fx.send_payload(&sid, "4hello").await;
+    let r = fx.poll(&sid).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "4hello"), "{r:?}");
+    ws.send_text("5").await;
+    ws.send_text("4again").await;
+    assert_eq!(ws.recv_text().await, "4again");
 }

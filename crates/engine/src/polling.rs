@@ -13,7 +13,7 @@ use std::sync::Arc;
 use switchboard_protocol::engine::{decode_payload, encode_binary_record, SEPARATOR};
 use tokio::sync::mpsc;
 
-/// How long a poll that arrives during an upgrade waits for the switch before its noop.
+/// How long a poll that arrives during an upgrade waits for a packet before its noop.
 const UPGRADE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Holds the queue's receiving end for one GET. If the GET future is dropped before it answers
@@ -62,26 +62,20 @@ pub(crate) async fn get<H: Handler>(
     inner: &Inner<H>,
     socket: Arc<EioSocket<H::Data>>,
 ) -> Result<Response<Body>, HttpError> {
+    // Woken when a probe is answered (a waiting poll ends with a noop so that the client can
+    // pause polling) and when the client switches with `5` (a waiting poll lets go of the queue).
     let upgrade = socket.upgrade_started.notified();
     tokio::pin!(upgrade);
     upgrade.as_mut().enable();
-    if socket.upgrading.load(Ordering::Acquire) {
-        // A poll that arrives once the probe is answered. As in Node (which ends such a poll with
-        // a noop at its next upgrade check, every 100 ms), it waits that long for the switch: if
-        // the client's `5` lands meanwhile, the session is on WebSocket and the poll gets 400.
-        let ended = socket.upgrade_ended.notified();
-        tokio::pin!(ended);
-        ended.as_mut().enable();
-        if socket.upgrading.load(Ordering::Acquire) {
-            let _ = tokio::time::timeout(UPGRADE_CHECK, ended).await;
-        }
-        if socket.transport() != TransportKind::Polling {
-            return Err(HttpError::BadRequest);
-        }
-        if socket.upgrading.load(Ordering::Acquire) {
-            return Ok(payload_response("6".into()));
-        }
+    if socket.transport() != TransportKind::Polling {
+        // The client switched to WebSocket since the request was routed.
+        return Err(HttpError::BadRequest);
     }
+    // A poll that arrives once the probe is answered is served like any other (the client may
+    // still be flushing its last packets), except that, as in Node, whose upgrade check writes
+    // a noop to the polling transport every 100 ms, it ends with a noop when nothing comes
+    // sooner: then the client can pause polling and send its `5`.
+    let during_upgrade = socket.upgrading.load(Ordering::Acquire);
     let Some(rx) = socket.take_rx() else {
         // Overlapping GETs: the protocol closes the session; the first GET gets `1`.
         socket.close(CloseReason::TransportError);
@@ -104,9 +98,16 @@ pub(crate) async fn get<H: Handler>(
             _ = closed.cancelled() => None,
             _ = &mut upgrade => {
                 guard.answered = true;
+                if socket.transport() != TransportKind::Polling {
+                    return Err(HttpError::BadRequest);
+                }
                 return Ok(payload_response("6".into()));
             }
             item = rx.recv() => item,
+            _ = tokio::time::sleep(UPGRADE_CHECK), if during_upgrade => {
+                guard.answered = true;
+                return Ok(payload_response("6".into()));
+            }
         }
     };
     let limit = inner.config.max_payload;

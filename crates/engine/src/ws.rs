@@ -167,6 +167,10 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
         socket.end_upgrade();
         return close_ws(ws).await;
     }
+    // The client switched: polls from now on get 400, and a poll still waiting (one that
+    // raced the `5`) is woken to answer 400 and give the queue back.
+    socket.set_transport(TransportKind::Websocket);
+    socket.upgrade_started.notify_waiters();
     let rx = loop {
         let returned = socket.rx_returned.notified();
         tokio::pin!(returned);
@@ -183,7 +187,6 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
             }
         }
     };
-    socket.set_transport(TransportKind::Websocket);
     socket.end_upgrade();
     inner.metrics.upgrades.inc();
     run(inner, ws, socket, rx).await;
