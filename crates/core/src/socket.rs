@@ -42,31 +42,38 @@ pub enum Verdict {
 pub struct Handshake {
     /// Request headers of the connection.
     pub headers: http::HeaderMap,
-    /// Query parameters of the connection URL, percent-decoded as Node's `querystring` does
-    /// (`+` is a space; of a repeated key, the first value).
+    /// Query parameters of the connection URL, decoded as Node's engine.io does (its
+    /// `URLSearchParams`: percent-decoded, `+` is a space; of a repeated key, the last value).
     pub query: HashMap<String, String>,
     /// The CONNECT packet's auth object (`{}` when absent).
     pub auth: Value,
     /// Peer address.
     pub address: Option<SocketAddr>,
-    /// When the connection was made.
+    /// When the socket was created (Node's `handshake.time` and `issued` are taken then too).
     pub time: SystemTime,
-    /// The connection URL (path and query).
+    /// The URL of the request that opened the connection (path and query).
     pub url: String,
+    /// True when the connection came over TLS.
+    pub secure: bool,
 }
 
 impl Handshake {
     /// The handshake as Socket.IO serializes it for `fetchSockets` (Node's field names).
     pub fn to_json(&self) -> Value {
-        let headers: serde_json::Map<String, Value> = self
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (k.as_str().to_owned(), Value::String(v.to_owned())))
-            })
-            .collect();
+        // Node's `req.headers`: one string per name, the values of a repeated header joined
+        // with ", " (`set-cookie`, never sent by clients, included).
+        let mut headers = serde_json::Map::new();
+        for name in self.headers.keys() {
+            let values: Vec<&str> = self
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if !values.is_empty() {
+                headers.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
+            }
+        }
         let issued = self
             .time
             .duration_since(UNIX_EPOCH)
@@ -77,7 +84,7 @@ impl Handshake {
             "time": crate::time::js_date_string(self.time),
             "address": self.address.map(|a| a.ip().to_string()).unwrap_or_default(),
             "xdomain": self.headers.contains_key(http::header::ORIGIN),
-            "secure": false,
+            "secure": self.secure,
             "issued": issued,
             "url": self.url,
             "query": self.query,
@@ -192,21 +199,21 @@ impl std::fmt::Debug for Socket {
 impl Socket {
     pub(crate) fn new(ns: Arc<Namespace>, conn: Conn, auth: Value) -> SocketRef {
         let req = conn.request();
-        // Percent-decoded, `+` as a space, the first of repeated keys: Node's `querystring`.
-        let mut query: HashMap<String, String> = HashMap::new();
+        // engine.io 6 reads the query with `URLSearchParams` into an object: percent-decoded,
+        // `+` as a space, a repeated key keeping its last value. `form_urlencoded` is the same
+        // WHATWG algorithm.
         let raw = req.uri.query().unwrap_or("");
-        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-            query
-                .entry(k.into_owned())
-                .or_insert_with(|| v.into_owned());
-        }
+        let query: HashMap<String, String> = form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
         let handshake = Handshake {
             headers: req.headers.clone(),
             query,
             auth,
             address: req.remote_addr,
-            time: req.time,
+            time: SystemTime::now(),
             url: req.uri.to_string(),
+            secure: req.secure,
         };
         Arc::new(Self {
             id: Sid::random(),

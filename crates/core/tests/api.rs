@@ -555,7 +555,8 @@ async fn handshake_auth_and_query_visible() {
     c.join("/", Some(json!({"token": "abc"}))).await;
     let (auth, foo) = recv_within(&mut rx).await;
     assert_eq!(auth, json!({"token": "abc"}));
-    assert_eq!(foo.as_deref(), Some("bar"));
+    // Of a repeated key, the last value, as engine.io's `URLSearchParams`.
+    assert_eq!(foo.as_deref(), Some("baz"));
     let (amp, sp) = recv_within(&mut qrx).await;
     assert_eq!(amp.as_deref(), Some("&=?a"));
     assert_eq!(sp.as_deref(), Some("a b"));
@@ -564,6 +565,158 @@ async fn handshake_auth_and_query_visible() {
     let (_c2, _) = Client::connect(port).await;
     let (auth, _) = recv_within(&mut rx).await;
     assert_eq!(auth, json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_in_nodes_shape() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (io, port) = server();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    io.on_connection(move |s| {
+        let _ = tx.send(s.handshake().to_json());
+    });
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&k=1&k=2");
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "http://example.test".parse().unwrap());
+    req.headers_mut().append("x-multi", "a".parse().unwrap());
+    req.headers_mut().append("x-multi", "b".parse().unwrap());
+    let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut c = Client { ws };
+    assert!(c.recv_text().await.starts_with("0{"));
+    c.join("/", None).await;
+    let h = recv_within(&mut rx).await;
+    let after = before + 60_000;
+
+    // `new Date().toString()` of a Node process in UTC.
+    let time = h["time"].as_str().unwrap();
+    assert!(
+        time.ends_with(" GMT+0000 (Coordinated Universal Time)") && time.len() == 62,
+        "{time:?}"
+    );
+    let issued = h["issued"].as_u64().unwrap();
+    assert!(
+        (before..after).contains(&issued),
+        "{issued} not after {before}"
+    );
+    assert_eq!(
+        h["url"],
+        json!("/socket.io/?EIO=4&transport=websocket&k=1&k=2")
+    );
+    assert_eq!(h["secure"], json!(false));
+    assert_eq!(h["xdomain"], json!(true), "an Origin header was sent");
+    assert_eq!(h["address"], json!("127.0.0.1"));
+    // engine.io's `URLSearchParams`: a repeated key keeps its last value.
+    assert_eq!(h["query"]["k"], json!("2"));
+    assert_eq!(h["query"]["EIO"], json!("4"));
+    assert_eq!(h["headers"]["origin"], json!("http://example.test"));
+    assert_eq!(h["headers"]["x-multi"], json!("a, b"));
+    assert_eq!(h["auth"], json!({}));
+
+    // Without an Origin header, `xdomain` is false.
+    let (_c2, _) = Client::connect(port).await;
+    assert_eq!(recv_within(&mut rx).await["xdomain"], json!(false));
+}
+
+/// A raw HTTP/1.1 request (a GET when `body` is `None`); returns the status and the body.
+async fn http(port: u16, target: &str, body: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = match body {
+        None => format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        Some(b) => format!(
+            "POST {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ),
+    };
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(TIMEOUT, tcp.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_request_decides_each_handshake() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use switchboard::engine::{AllowRequest, EngineConfig};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let io = Server::new(ServerConfig {
+        engine: EngineConfig {
+            path: "/socket.io/".into(),
+            // Refuses handshakes whose URL has `deny`, after a pause (it may take its time).
+            allow_request: Some(AllowRequest::new(move |req| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let deny = req.uri.query().unwrap_or("").contains("deny");
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    !deny
+                }
+            })),
+            ..EngineConfig::default()
+        },
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let port = serve(&io);
+    let refused = || {
+        io.engine()
+            .metrics()
+            .http_errors
+            .get_or_create(&[("error", "not_allowed")])
+            .get()
+    };
+
+    let (status, body) = http(port, "/socket.io/?EIO=4&transport=polling&deny=1", None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (403, r#"{"code":4,"message":"Forbidden"}"#)
+    );
+    assert_eq!(refused(), 1);
+    assert_eq!(io.engine().session_count(), 0);
+
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&deny=1");
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 403)
+        }
+        other => panic!("a refused WebSocket handshake got {other:?}"),
+    }
+    assert_eq!(refused(), 2);
+
+    // Admitted handshakes open sessions on both transports; requests of an existing session
+    // are not asked about.
+    let (status, open) = http(port, "/socket.io/?EIO=4&transport=polling", None).await;
+    assert_eq!(status, 200, "{open}");
+    let sid: Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    let sid = sid["sid"].as_str().unwrap();
+    let target = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(
+        http(port, &target, Some("40")).await,
+        (200, "ok".to_owned())
+    );
+    let mut c = Client::open(port).await;
+    c.join("/", None).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(refused(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

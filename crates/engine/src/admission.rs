@@ -1,15 +1,51 @@
 //! Who may open a session: the session cap (for the whole life of every session, on both
-//! transports), the per-address cap, the per-address handshake rate, and the client address
-//! itself (`X-Forwarded-For`, believed only from trusted proxies).
+//! transports), the per-address cap, the per-address handshake rate, the application's own
+//! admission callback ([`AllowRequest`]), and the client address itself (`X-Forwarded-For`,
+//! believed only from trusted proxies).
 
 use crate::error::HttpError;
+use crate::socket::RequestInfo;
 use ipnet::IpNet;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+type AllowFn = dyn Fn(&RequestInfo) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync;
+
+/// The application's say on each handshake (Node's `allowRequest`): called, after the built-in
+/// limits let the handshake through, with the request that opens the session, on both
+/// transports; `false` refuses it with HTTP 403 (code 4, `Forbidden`). Requests of an existing
+/// session never reach it. It may take its time (look a token up, wait): the handshake waits.
+#[derive(Clone)]
+pub struct AllowRequest(Arc<AllowFn>);
+
+impl AllowRequest {
+    /// Wraps `decide`, which reads what it needs from the request and returns the future
+    /// deciding.
+    pub fn new<F, Fut>(decide: F) -> Self
+    where
+        F: Fn(&RequestInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        Self(Arc::new(move |req| Box::pin(decide(req))))
+    }
+
+    /// Asks whether `req` may open a session.
+    pub async fn allows(&self, req: &RequestInfo) -> bool {
+        (self.0)(req).await
+    }
+}
+
+impl std::fmt::Debug for AllowRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AllowRequest(..)")
+    }
+}
 
 /// A token bucket: `per_second` tokens a second, at most `burst` saved up.
 #[derive(Debug, Clone, Copy, PartialEq)]

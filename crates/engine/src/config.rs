@@ -1,6 +1,6 @@
 //! Engine options, validated once and shared by every session.
 
-use crate::admission::RateLimit;
+use crate::admission::{AllowRequest, RateLimit};
 use ipnet::IpNet;
 use std::time::Duration;
 
@@ -84,6 +84,9 @@ pub struct EngineConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// How long a polling POST body may take to arrive (HTTP 408 past it). Default 10 s.
     pub post_body_timeout: Duration,
+    /// The application's admission callback for handshakes (Node's `allowRequest`). Default
+    /// none: every handshake within the limits above opens a session.
+    pub allow_request: Option<AllowRequest>,
 }
 
 impl Default for EngineConfig {
@@ -109,6 +112,7 @@ impl Default for EngineConfig {
             handshake_rate_per_ip: None,
             trusted_proxies: Vec::new(),
             post_body_timeout: Duration::from_secs(10),
+            allow_request: None,
         }
     }
 }

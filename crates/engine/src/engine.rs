@@ -214,6 +214,11 @@ impl<H: Handler> Engine<H> {
             .inner
             .admission
             .admit(info.remote_addr.map(|a| a.ip()))?;
+        if let Some(allow) = &config.allow_request {
+            if !allow.allows(&info).await {
+                return Err(HttpError::NotAllowed);
+            }
+        }
         match transport {
             TransportKind::Websocket => ws::accept(self.clone(), req, None, Some((info, permit)))
                 .map_err(|_| HttpError::BadRequest),
@@ -355,6 +360,7 @@ impl<H: Handler> Inner<H> {
             uri: req.uri().clone(),
             remote_addr: admission::client_addr(peer, req.headers(), &self.config.trusted_proxies),
             time: std::time::SystemTime::now(),
+            secure: req.extensions().get::<crate::server::Tls>().is_some(),
         }
     }
 }

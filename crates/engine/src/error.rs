@@ -33,6 +33,10 @@ pub enum HttpError {
     /// HTTP 408, code 3: a polling body did not arrive within the deadline.
     #[error("Request body timeout")]
     BodyTimeout,
+    /// HTTP 403, code 4: the application's admission callback
+    /// ([`crate::EngineConfig::allow_request`]) refused the handshake.
+    #[error("Forbidden")]
+    NotAllowed,
 }
 
 impl HttpError {
@@ -43,7 +47,7 @@ impl HttpError {
             Self::UnknownSid => 1,
             Self::BadHandshakeMethod => 2,
             Self::BadRequest => 3,
-            Self::Forbidden => 4,
+            Self::Forbidden | Self::NotAllowed => 4,
             Self::UnsupportedProtocolVersion => 5,
             Self::AtCapacity | Self::TooManySessionsFromAddress | Self::HandshakeRateLimited => 4,
             Self::BodyTimeout => 3,
@@ -53,7 +57,7 @@ impl HttpError {
     /// The HTTP status.
     pub fn status(self) -> http::StatusCode {
         match self {
-            Self::Forbidden => http::StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::NotAllowed => http::StatusCode::FORBIDDEN,
             Self::AtCapacity => http::StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManySessionsFromAddress | Self::HandshakeRateLimited => {
                 http::StatusCode::TOO_MANY_REQUESTS
@@ -76,6 +80,7 @@ impl HttpError {
             Self::TooManySessionsFromAddress => "too_many_sessions_per_ip",
             Self::HandshakeRateLimited => "handshake_rate_limited",
             Self::BodyTimeout => "body_timeout",
+            Self::NotAllowed => "not_allowed",
         }
     }
 }

@@ -25,14 +25,14 @@ mod sid;
 mod socket;
 mod ws;
 
-pub use admission::{Bucket, Permit, RateLimit};
+pub use admission::{AllowRequest, Bucket, Permit, RateLimit};
 pub use config::{AllowOrigin, ConfigError, CorsConfig, EngineConfig};
 pub use engine::{BoxError, Engine};
 pub use error::{CloseReason, HttpError, SendError};
 pub use handler::{Handler, Incoming};
 pub use http_util::Body;
 pub use metrics::EngineMetrics;
-pub use server::{bind, serve, tls_acceptor, HttpHandler, RemoteAddr, ServeConfig};
+pub use server::{bind, serve, tls_acceptor, HttpHandler, RemoteAddr, ServeConfig, Tls};
 pub use sid::{Sid, SID_LEN};
 pub use socket::{EioSocket, Frame, Outgoing, RequestInfo, TransportKind};
 pub use tokio_rustls::TlsAcceptor;

@@ -21,6 +21,10 @@ use crate::http_util::Body;
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub SocketAddr);
 
+/// Present (a request extension) when the request came over TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Tls;
+
 /// Listener and connection limits.
 #[derive(Clone)]
 pub struct ServeConfig {
@@ -120,6 +124,7 @@ struct Svc<S> {
     handler: S,
     peer: SocketAddr,
     max_head: usize,
+    tls: bool,
 }
 
 /// The size of a request head as parsed: request line and every header line.
@@ -147,6 +152,9 @@ impl<S: HttpHandler> hyper::service::Service<Request<Incoming>> for Svc<S> {
             return Box::pin(async move { Ok(res) });
         }
         req.extensions_mut().insert(RemoteAddr(self.peer));
+        if self.tls {
+            req.extensions_mut().insert(Tls);
+        }
         let handler = self.handler.clone();
         // hyper drops a request's future unpolled when the connection's end arrives in the same
         // read as its head. The handler runs in its own task and is polled at least once, so a
@@ -215,6 +223,7 @@ pub async fn serve<S: HttpHandler>(
             handler: handler.clone(),
             peer,
             max_head: config.max_header_bytes,
+            tls: config.tls.is_some(),
         };
         let mut builder = http1::Builder::new();
         builder

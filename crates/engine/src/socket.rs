@@ -99,6 +99,8 @@ pub struct RequestInfo {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// When the handshake arrived.
     pub time: std::time::SystemTime,
+    /// True when the request came over TLS ([`crate::ServeConfig::tls`]).
+    pub secure: bool,
 }
 
 /// A session's heartbeat settings (the engine's `pingInterval` and `pingTimeout`).
