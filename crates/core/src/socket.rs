@@ -160,6 +160,10 @@ pub(crate) enum AckTarget {
 /// One client's membership of one namespace.
 pub struct Socket {
     id: Sid,
+    /// Private session id (connection state recovery on): the client presents it to take
+    /// its session back; never shown to anyone else.
+    pid: Option<Sid>,
+    recovered: bool,
     pub(crate) ns: Arc<Namespace>,
     pub(crate) conn: Conn,
     handshake: Handshake,
@@ -190,7 +194,13 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(ns: Arc<Namespace>, conn: Conn, auth: Value) -> SocketRef {
+    /// A socket for `conn`; with `restored`, it takes that session's ids and data back.
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        conn: Conn,
+        auth: Value,
+        restored: Option<(Sid, Sid, Value)>,
+    ) -> SocketRef {
         let req = conn.request();
         // Percent-decoded, `+` as a space, the first of repeated keys: Node's `querystring`.
         let mut query: HashMap<String, String> = HashMap::new();
@@ -208,12 +218,24 @@ impl Socket {
             time: req.time,
             url: req.uri.to_string(),
         };
+        let recovery = ns.config().connection_state_recovery.is_some();
+        let recovered = restored.is_some();
+        let (id, pid, data) = match restored {
+            Some((id, pid, data)) => (id, Some(pid), data),
+            None => (
+                Sid::random(),
+                recovery.then(Sid::random),
+                Value::Object(Default::default()),
+            ),
+        };
         Arc::new(Self {
-            id: Sid::random(),
+            id,
+            pid,
+            recovered,
             ns,
             conn,
             handshake,
-            data: Mutex::new(Value::Object(Default::default())),
+            data: Mutex::new(data),
             extensions: Mutex::new(http::Extensions::new()),
             rooms: Mutex::new(HashSet::new()),
             handlers: RwLock::new(HashMap::new()),
@@ -232,6 +254,17 @@ impl Socket {
     /// The socket id (public: other clients may know it).
     pub fn id(&self) -> Sid {
         self.id
+    }
+
+    /// True when this socket took back the session of an earlier connection (connection
+    /// state recovery): same id, rooms and data, and the packets it missed were replayed.
+    /// Node's `socket.recovered`.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    pub(crate) fn pid(&self) -> Option<Sid> {
+        self.pid
     }
 
     /// The namespace.
@@ -351,7 +384,23 @@ impl Socket {
 
     /// Sends `event` to this client.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let packet = event_packet(self.ns.name(), event, payload.into(), None)?;
+        let mut packet = event_for_broadcast(event, payload.into())?;
+        if self.pid.is_some() {
+            // Recoverable, as Node's emit through the adapter to the socket's own room.
+            let opts = crate::adapter::BroadcastOptions {
+                rooms: vec![Room::from(self.id)],
+                ..Default::default()
+            };
+            self.ns.add_offset(&mut packet, &opts);
+        }
+        let packet = Packet {
+            nsp: self.ns.name().to_owned(),
+            kind: PacketKind::Event {
+                data: packet.data,
+                id: None,
+                attachments: packet.attachments,
+            },
+        };
         self.send_packet(&packet, false)
     }
 
@@ -461,14 +510,40 @@ impl Socket {
         self.join(Room::from(self.id));
     }
 
-    /// Queues the CONNECT reply, then everything emitted to the socket meanwhile, in order.
-    pub(crate) fn flush_connect(&self, reply: Outgoing) {
+    /// Queues the packets a recovered socket missed (before the CONNECT reply, as Node
+    /// writes them: the client holds them until it is connected), the reply, then
+    /// everything emitted to the socket meanwhile, in order.
+    pub(crate) fn flush_connect(&self, missed: Vec<Outgoing>, reply: Outgoing) {
         let mut buffered = self.buffered.lock();
+        for item in missed {
+            if self.raw_send(item, false).is_ok() {
+                self.ns.metrics().packets_sent.inc();
+            }
+        }
         let _ = self.conn.send(reply);
         for (item, volatile) in buffered.drain(..) {
             let _ = self.raw_send(item, volatile);
         }
         self.buffering.store(false, Ordering::Release);
+    }
+
+    /// Connection state recovery: leaves the session behind when the connection was lost.
+    fn persist_session(&self, reason: DisconnectReason) {
+        let Some(pid) = self.pid else { return };
+        if !crate::recovery::is_recoverable(reason) {
+            return;
+        }
+        let Some(adapter) = self.ns.adapter() else {
+            return;
+        };
+        adapter.persist_session(crate::recovery::SessionState {
+            sid: self.id.to_string(),
+            pid: pid.to_string(),
+            rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
+            data: self.data(),
+            disconnected_at: crate::recovery::now_ms(),
+        });
+        self.ns.metrics().sessions_persisted.inc();
     }
 
     /// Leaves every room (a refused connection must not leave members behind).
@@ -495,6 +570,7 @@ impl Socket {
         for h in disconnecting {
             h(self, reason);
         }
+        self.persist_session(reason);
         self.leave_all();
         self.ns.remove_socket(&self.id);
         self.conn.data.remove(self.ns.name(), &self.id);
