@@ -173,6 +173,16 @@ pub trait Adapter: Send + Sync + 'static {
     /// the recovery window. Never blocks on the network.
     fn persist_session(&self, _session: SessionState) {}
 
+    /// Connection state recovery: a snapshot of a connected socket's session
+    /// (`disconnected_at` 0), given once it is connected and again after its rooms or data
+    /// change, so that a cluster adapter can keep it where another node finds it should this
+    /// node die. Never blocks on the network.
+    fn keep_session(&self, _session: SessionState) {}
+
+    /// Connection state recovery: the socket with private id `pid` left for a reason that
+    /// keeps no session (a namespace disconnect); drop any snapshot of it.
+    fn forget_session(&self, _pid: &str) {}
+
     /// Connection state recovery: takes back session `pid` (once) and the packets addressed
     /// to it after `offset`, in the order they were sent.
     fn restore_session(

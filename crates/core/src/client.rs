@@ -269,6 +269,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         })
         .collect();
     socket.flush_connect(missed, encode(&reply));
+    socket.start_keeping();
     metrics
         .connect_duration
         .observe(started.elapsed().as_secs_f64());

@@ -33,7 +33,8 @@ pub struct SessionState {
     pub rooms: Vec<String>,
     /// `socket.data`.
     pub data: Value,
-    /// When it disconnected, in milliseconds since the Unix epoch.
+    /// When it disconnected, in milliseconds since the Unix epoch; 0 in a snapshot of a
+    /// connected socket (its store's expiry then bounds its age).
     pub disconnected_at: u64,
 }
 
@@ -47,9 +48,11 @@ impl SessionState {
 
     /// True when the session is older than `window`, measured at `now_ms`.
     pub fn is_expired(&self, window: Duration, now_ms: u64) -> bool {
-        self.disconnected_at
-            .saturating_add(window.as_millis() as u64)
-            < now_ms
+        self.disconnected_at != 0
+            && self
+                .disconnected_at
+                .saturating_add(window.as_millis() as u64)
+                < now_ms
     }
 }
 

@@ -164,6 +164,9 @@ pub struct Socket {
     /// its session back; never shown to anyone else.
     pid: Option<Sid>,
     recovered: bool,
+    /// Set once connected (recovery on): room and data changes refresh the adapter's
+    /// snapshot of the session.
+    keeping: AtomicBool,
     pub(crate) ns: Arc<Namespace>,
     pub(crate) conn: Conn,
     handshake: Handshake,
@@ -232,6 +235,7 @@ impl Socket {
             id,
             pid,
             recovered,
+            keeping: AtomicBool::new(false),
             ns,
             conn,
             handshake,
@@ -288,6 +292,7 @@ impl Socket {
             let mut d = self.data.lock();
             *d = value;
         }
+        self.keep_session();
     }
 
     /// Stores a typed value on the socket, for this node's own handlers (unlike
@@ -442,21 +447,31 @@ impl Socket {
 
     /// Joins `rooms`.
     pub fn join(&self, rooms: impl IntoRooms) {
+        let mut changed = false;
         for room in rooms.into_rooms() {
             let fresh = self.rooms.lock().insert(room.clone());
             if fresh {
                 self.ns.room_add(&room, self.id);
+                changed = true;
             }
+        }
+        if changed {
+            self.keep_session();
         }
     }
 
     /// Leaves `rooms`.
     pub fn leave(&self, rooms: impl IntoRooms) {
+        let mut changed = false;
         for room in rooms.into_rooms() {
             let was = self.rooms.lock().remove(&room);
             if was {
                 self.ns.room_remove(&room, &self.id);
+                changed = true;
             }
+        }
+        if changed {
+            self.keep_session();
         }
     }
 
@@ -527,22 +542,48 @@ impl Socket {
         self.buffering.store(false, Ordering::Release);
     }
 
-    /// Connection state recovery: leaves the session behind when the connection was lost.
-    fn persist_session(&self, reason: DisconnectReason) {
-        let Some(pid) = self.pid else { return };
-        if !crate::recovery::is_recoverable(reason) {
-            return;
-        }
-        let Some(adapter) = self.ns.adapter() else {
-            return;
-        };
-        adapter.persist_session(crate::recovery::SessionState {
+    fn session_state(&self, pid: Sid, disconnected_at: u64) -> crate::recovery::SessionState {
+        crate::recovery::SessionState {
             sid: self.id.to_string(),
             pid: pid.to_string(),
             rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
             data: self.data(),
-            disconnected_at: crate::recovery::now_ms(),
-        });
+            disconnected_at,
+        }
+    }
+
+    /// Connection state recovery: from now on, keeps the adapter's snapshot of the session
+    /// current (a first one now).
+    pub(crate) fn start_keeping(&self) {
+        if self.pid.is_some() {
+            self.keeping.store(true, Ordering::Release);
+            self.keep_session();
+        }
+    }
+
+    fn keep_session(&self) {
+        let Some(pid) = self.pid else { return };
+        if !self.keeping.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(adapter) = self.ns.adapter() {
+            adapter.keep_session(self.session_state(pid, 0));
+        }
+    }
+
+    /// Connection state recovery: leaves the session behind when the connection was lost,
+    /// and drops its snapshot otherwise.
+    fn persist_session(&self, reason: DisconnectReason) {
+        let Some(pid) = self.pid else { return };
+        self.keeping.store(false, Ordering::Release);
+        let Some(adapter) = self.ns.adapter() else {
+            return;
+        };
+        if !crate::recovery::is_recoverable(reason) {
+            adapter.forget_session(pid.as_str());
+            return;
+        }
+        adapter.persist_session(self.session_state(pid, crate::recovery::now_ms()));
         self.ns.metrics().sessions_persisted.inc();
     }
 
