@@ -30,7 +30,22 @@ async function logTail() {
   return text.split("\n").slice(-20).join("\n");
 }
 
+// The two "reconnect timeout" tests install fake timers and let them run while the previous
+// test's client is still closing: the answers to its last requests, arriving meanwhile, queue
+// fake timers that decide the test. With the suite's own in-process server they arrive after;
+// with any server in another process (Node's own included) they sometimes arrive during, and
+// the test fails, leaving its fake timers installed for every later test. So those two tests
+// start once the previous test's traffic has settled (docs/official-suites.md).
+const SETTLE_BEFORE = new Set(["reconnect timeout"]);
+const SETTLE_MS = 100;
+
 export const mochaHooks = {
+  async beforeEach() {
+    if (SETTLE_BEFORE.has(this.currentTest?.parent?.title)) {
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    }
+  },
+
   async beforeAll() {
     this.timeout(15000);
     if (!bin) {

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard::engine::{AllowRequest, EngineConfig};
-use switchboard::{ConnectError, Event, Payload, Server, ServerConfig, SocketRef};
+use switchboard::{
+    ConnectError, ConnectionStateRecovery, Event, Payload, Server, ServerConfig, SocketRef,
+};
 
 /// The fixture's configuration: server.ts's `new Server(3210, {...})`.
 pub fn config() -> ServerConfig {
@@ -24,6 +26,8 @@ pub fn config() -> ServerConfig {
             })),
             ..EngineConfig::default()
         },
+        // `connectionStateRecovery: {}`: Node's defaults (2 minutes, middlewares skipped).
+        connection_state_recovery: Some(ConnectionStateRecovery::default()),
         ..ServerConfig::default()
     }
 }
