@@ -58,6 +58,8 @@ export const mochaHooks = {
     fixture = spawn(bin, ["--port", String(port)], { stdio: ["ignore", "inherit", "pipe"] });
     fixture.stderr.pipe(log);
     exited = new Promise((resolve) => fixture.once("exit", resolve));
+    // Never leave the fixture behind, even when mocha ends without running afterAll.
+    process.once("exit", () => fixture.kill("SIGKILL"));
     const deadline = Date.now() + 10000;
     while (!(await canConnect())) {
       if (fixture.exitCode !== null || fixture.signalCode !== null) {

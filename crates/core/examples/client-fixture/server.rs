@@ -72,6 +72,17 @@ pub fn build() -> Result<Server, Box<dyn std::error::Error>> {
 
 /// The main namespace's handlers.
 fn main_namespace(socket: &SocketRef) {
+    plain_events(socket);
+    binary_events(socket);
+    ordered_events(socket);
+    socket.on("getHandshake", |socket, mut event| {
+        event.ack(Payload::args(vec![socket.handshake().to_json()]));
+    });
+    socket.on("getId", reply_id);
+}
+
+/// Events without binary data: `hi`, `echo`, `ack`, the dates, `getUtf8`, `false`.
+fn plain_events(socket: &SocketRef) {
     socket.on("hi", |socket, _event| emit(socket, "hi", vec![]));
     socket.on("echo", |_socket, mut event| {
         // `cb(arg)`: the first argument back (undefined serializes as null), binary kept.
@@ -112,6 +123,10 @@ fn main_namespace(socket: &SocketRef) {
     socket.on("false", |socket, _event| {
         emit(socket, "false", vec![json!(false)])
     });
+}
+
+/// Binary data both ways: `doge`, `getbin`, `buffa`, `blob`, `jsonbuff`, `jsonblob`.
+fn binary_events(socket: &SocketRef) {
     socket.on("doge", |socket, _event| {
         let _ = socket.emit("doge", Payload::new().binary(&b"asdfasdf"[..]));
     });
@@ -138,7 +153,10 @@ fn main_namespace(socket: &SocketRef) {
             emit(socket, "jsonblob-ack", vec![]);
         }
     });
+}
 
+/// Packets sent in order arrive in order: `abuff1`/`abuff2` and `blob1`..`blob3`.
+fn ordered_events(socket: &SocketRef) {
     // Buffers sent in order arrive in order.
     let abuff1 = Arc::new(AtomicBool::new(false));
     let seen = abuff1.clone();
@@ -156,34 +174,26 @@ fn main_namespace(socket: &SocketRef) {
     // Blobs sent in order arrive in order.
     let blob1 = Arc::new(AtomicBool::new(false));
     let blob2 = Arc::new(AtomicBool::new(false));
-    let (seen1, check1) = (blob1.clone(), blob1);
-    let (seen2, check2) = (blob2.clone(), blob2);
+    let seen1 = blob1.clone();
     socket.on("blob1", move |_socket, event| {
         if event.payload.bytes(0).is_some() {
             seen1.store(true, Ordering::Release);
         }
     });
-    let check1_for_2 = check1.clone();
+    let (after1, seen2) = (blob1.clone(), blob2.clone());
     socket.on("blob2", move |_socket, event| {
-        if check1_for_2.load(Ordering::Acquire)
-            && event.payload.args.first() == Some(&json!("second"))
-        {
+        if after1.load(Ordering::Acquire) && event.payload.args.first() == Some(&json!("second")) {
             seen2.store(true, Ordering::Release);
         }
     });
     socket.on("blob3", move |socket, event| {
         if event.payload.bytes(0).is_some()
-            && check1.load(Ordering::Acquire)
-            && check2.load(Ordering::Acquire)
+            && blob1.load(Ordering::Acquire)
+            && blob2.load(Ordering::Acquire)
         {
             emit(socket, "blob3-ack", vec![]);
         }
     });
-
-    socket.on("getHandshake", |socket, mut event| {
-        event.ack(Payload::args(vec![socket.handshake().to_json()]));
-    });
-    socket.on("getId", reply_id);
 }
 
 /// `getId`: acknowledges with the socket id.
