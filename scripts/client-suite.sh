@@ -15,8 +15,10 @@
 # before the first test and stops it after the last. The suite expects the server on
 # localhost:3210: as root (with unshare and ip) the fixture and the tests run in a private
 # network namespace, so another server on the machine's port 3210 does not matter; otherwise
-# that port must be free. Exits 1 when a run has a failing test or fewer passing tests than
-# EXPECTED_PASSING (default 111, every test the suite runs under Node).
+# that port must be free. A run is clean when mocha exits 0 with at least EXPECTED_PASSING
+# passing tests (default 111, every test the suite runs under Node). Exits 1 when a run is not
+# clean, or, with MIN_CLEAN=N in the environment, when fewer than N runs are clean (every
+# failing run is still printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,6 +38,11 @@ SUITES_DIR=$(cd "$1" 2>/dev/null && pwd) || {
 RUNS=${2:-1}
 if ! [[ "$RUNS" =~ ^[1-9][0-9]*$ ]]; then
   echo "RUNS '$RUNS' must be a positive integer" >&2
+  exit 64
+fi
+MIN_CLEAN=${MIN_CLEAN:-$RUNS}
+if ! [[ "$MIN_CLEAN" =~ ^[1-9][0-9]*$ ]] || [ "$MIN_CLEAN" -gt "$RUNS" ]; then
+  echo "MIN_CLEAN '$MIN_CLEAN' must be a positive integer no larger than RUNS ($RUNS)" >&2
   exit 64
 fi
 if ! [[ "$EXPECTED_PASSING" =~ ^[0-9]+$ ]]; then
@@ -107,7 +114,11 @@ run_suite() {
   if [ "$failed_runs" -gt 0 ]; then
     echo "$failed_runs run(s) failed; the failing tests are listed above, the fixture's logs are in" \
       "target/client-suite/ (RUST_LOG=debug scripts/client-suite.sh ... for more)" >&2
-    exit 1
+    if [ $((RUNS - failed_runs)) -lt "$MIN_CLEAN" ]; then
+      echo "fewer than $MIN_CLEAN clean run(s): failing" >&2
+      exit 1
+    fi
+    echo "at least $MIN_CLEAN clean run(s) (MIN_CLEAN): not failing" >&2
   fi
 }
 
@@ -117,7 +128,7 @@ run_suite() {
 if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 \
   && unshare --net true 2>/dev/null; then
   step "running in a private network namespace (own loopback, port $PORT is ours); $RUNS run(s)"
-  export WORK PKG HOOKS RUNS EXPECTED_PASSING ROOT
+  export WORK PKG HOOKS RUNS EXPECTED_PASSING MIN_CLEAN ROOT
   export -f run_suite step summary_count
   unshare --net bash -c 'set -euo pipefail; ip link set lo up; run_suite'
 else
