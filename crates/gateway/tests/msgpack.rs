@@ -221,3 +221,43 @@ async fn msgpack_and_default_gateways_deliver_to_each_other() {
         assert_eq!(c.status(name).await, (true, None), "{name} still connected");
     }
 }
+
+/// The option from a TOML file, and a bad value: exit 64 naming the flag.
+#[test]
+fn parser_option_from_the_file_and_a_bad_value() {
+    let bin = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SWITCHBOARD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd
+    };
+    let path = std::env::temp_dir().join(format!("switchboard-parser-{}.toml", std::process::id()));
+    std::fs::write(&path, "parser = \"msgpack\"\n").expect("write the config file");
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("--print-config")
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("parser = \"msgpack\"")),
+        "{text}"
+    );
+    let out = bin().args(["--parser", "json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--parser") && err.contains("default, msgpack"),
+        "{err}"
+    );
+}

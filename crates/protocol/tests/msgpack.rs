@@ -40,7 +40,7 @@ fn seeds() -> Vec<Bytes> {
             attachments,
         },
     };
-    let packets = vec![
+    let packets = [
         Packet {
             nsp: "/".into(),
             kind: PacketKind::Connect(None),
