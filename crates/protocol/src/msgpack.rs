@@ -26,7 +26,7 @@
 use crate::socketio::{is_reserved_event, placeholder, placeholder_index, DecodeError};
 use crate::{Packet, PacketKind};
 use bytes::Bytes;
-use rmpv::Value as Mp;
+use rmpv::ValueRef as Mp;
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting accepted in a decoded packet (the packet map counts as one level); deeper
@@ -135,15 +135,15 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
     }
 }
 
-/// Decodes one binary Engine.IO message into a packet. Every failure is the parse error that
-/// closes the connection.
-pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
-    let mut rest = bytes;
+/// Decodes one binary Engine.IO message into a packet; binary values share the message's
+/// buffer. Every failure is the parse error that closes the connection.
+pub fn decode(message: &Bytes) -> Result<Packet, DecodeError> {
+    let mut rest = &message[..];
     // rmpv spends two units of its depth budget on each container level and up to three on a
     // leaf, so this budget lets [`MAX_DEPTH`] levels through.
     let budget = 2 * MAX_DEPTH + 2;
     let value =
-        rmpv::decode::read_value_with_max_depth(&mut rest, budget).map_err(|e| match e {
+        rmpv::decode::read_value_ref_with_max_depth(&mut rest, budget).map_err(|e| match e {
             rmpv::decode::Error::DepthLimitExceeded => DecodeError::TooDeep,
             _ => DecodeError::InvalidMsgpack,
         })?;
@@ -157,6 +157,7 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
     let (mut ty, mut nsp, mut data, mut id) = (None, None, None, None);
     // A repeated key keeps its last value, as in a JavaScript object.
     for (key, value) in entries {
+        let Mp::String(key) = key else { continue };
         match key.as_str() {
             Some("type") => ty = Some(value),
             Some("nsp") => nsp = Some(value),
@@ -170,7 +171,10 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
         .filter(|t| *t <= 4)
         .ok_or(DecodeError::UnknownType)?;
     let nsp = match nsp {
-        Some(Mp::String(s)) => s.into_str().filter(|s| s.starts_with('/')),
+        Some(Mp::String(s)) => s
+            .into_str()
+            .filter(|s| s.starts_with('/'))
+            .map(str::to_owned),
         _ => None,
     }
     .ok_or(DecodeError::InvalidNamespace)?;
@@ -180,7 +184,7 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
         Some(v) => Some(v.as_u64().ok_or(DecodeError::InvalidAckId)?),
     };
     let mut attachments = Vec::new();
-    let data = data.and_then(|d| to_json(d, &mut attachments));
+    let data = data.and_then(|d| to_json(d, message, &mut attachments));
     let kind = match (ty, data) {
         (0, None) => PacketKind::Connect(None),
         (0, Some(v @ Value::Object(_))) if attachments.is_empty() => PacketKind::Connect(Some(v)),
@@ -210,13 +214,13 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
     Ok(Packet { nsp, kind })
 }
 
-fn is_undefined(v: &Mp) -> bool {
+fn is_undefined(v: &Mp<'_>) -> bool {
     matches!(v, Mp::Ext(EXT_JS, data) if data.len() == 1)
 }
 
 /// A msgpack value as JSON; binaries become placeholders appended to `attachments`. `None`
 /// for JavaScript `undefined`.
-fn to_json(value: Mp, attachments: &mut Vec<Bytes>) -> Option<Value> {
+fn to_json(value: Mp<'_>, message: &Bytes, attachments: &mut Vec<Bytes>) -> Option<Value> {
     Some(match value {
         Mp::Nil => Value::Null,
         Mp::Boolean(b) => Value::Bool(b),
@@ -228,18 +232,18 @@ fn to_json(value: Mp, attachments: &mut Vec<Bytes>) -> Option<Value> {
         Mp::F32(f) => float(f64::from(f)),
         Mp::F64(f) => float(f),
         Mp::String(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        Mp::Binary(b) => binary(Bytes::from(b), attachments),
+        Mp::Binary(b) => binary(message.slice_ref(b), attachments),
         Mp::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|v| to_json(v, attachments).unwrap_or(Value::Null))
+                .map(|v| to_json(v, message, attachments).unwrap_or(Value::Null))
                 .collect(),
         ),
         Mp::Map(entries) => {
             let mut map = Map::with_capacity(entries.len());
             for (k, v) in entries {
                 let Some(key) = map_key(k) else { continue };
-                match to_json(v, attachments) {
+                match to_json(v, message, attachments) {
                     Some(v) => map.insert(key, v),
                     None => map.remove(&key),
                 };
@@ -248,12 +252,12 @@ fn to_json(value: Mp, attachments: &mut Vec<Bytes>) -> Option<Value> {
         }
         Mp::Ext(EXT_JS, data) => match data.len() {
             1 => return None,
-            8 => date(&data),
-            _ => binary(Bytes::from(data), attachments),
+            8 => date(data),
+            _ => binary(message.slice_ref(data), attachments),
         },
         Mp::Ext(kind, data) => Value::Array(vec![
             Value::from(kind),
-            binary(Bytes::from(data), attachments),
+            binary(message.slice_ref(data), attachments),
         ]),
     })
 }
@@ -270,7 +274,7 @@ fn binary(bytes: Bytes, attachments: &mut Vec<Bytes>) -> Value {
 }
 
 /// A map key as JavaScript turns it into a property name.
-fn map_key(k: Mp) -> Option<String> {
+fn map_key(k: Mp<'_>) -> Option<String> {
     match k {
         Mp::String(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         Mp::Integer(i) => Some(i.to_string()),
@@ -324,7 +328,12 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rmpv::Value as Mp;
     use serde_json::json;
+
+    fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
+        super::decode(&Bytes::copy_from_slice(bytes))
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         let clean: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use switchboard_protocol::msgpack::{decode, encode};
+use switchboard_protocol::msgpack::encode;
 use switchboard_protocol::socketio::{placeholder, Decoded, Decoder, RESERVED_EVENTS};
 use switchboard_protocol::{DecodeError, Packet, PacketKind, Parser};
 
@@ -29,6 +29,10 @@ impl Rng {
             (self.next() % n as u64) as usize
         }
     }
+}
+
+fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
+    switchboard_protocol::msgpack::decode(&Bytes::copy_from_slice(bytes))
 }
 
 fn seeds() -> Vec<Bytes> {
