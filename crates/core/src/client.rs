@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use switchboard_engine::{CloseReason, EioSocket, Frame, Handler, Incoming, Outgoing, Sid};
-use switchboard_protocol::{Decoded, Decoder, Packet, PacketKind};
+use switchboard_protocol::{msgpack, Decoded, Decoder, Packet, PacketKind, Parser};
 
 /// The engine session of a client; its data is the [`Client`].
 pub(crate) type Conn = Arc<EioSocket<Client>>;
@@ -48,8 +48,11 @@ impl Client {
     }
 }
 
-/// Encodes a packet once into frames every recipient can share.
-pub(crate) fn encode(packet: &Packet) -> Outgoing {
+/// Encodes a packet once, with the server's parser, into frames every recipient can share.
+pub(crate) fn encode(parser: Parser, packet: &Packet) -> Outgoing {
+    if parser == Parser::Msgpack {
+        return Outgoing::One(Frame::Binary(msgpack::encode(packet)));
+    }
     let mut text = String::with_capacity(32);
     text.push('4');
     packet.encode_into(&mut text);
@@ -82,7 +85,8 @@ impl Handler for SocketIoHandler {
     fn new_data(&self) -> Client {
         let config = &self.server.shared.config;
         Client {
-            decoder: Mutex::new(Decoder::with_limits(
+            decoder: Mutex::new(Decoder::for_parser(
+                config.parser,
                 config.max_attachments,
                 config.engine.max_payload,
             )),
@@ -178,8 +182,8 @@ async fn on_packet(server: &Arc<ServerInner>, conn: &Conn, packet: Packet) {
     }
 }
 
-fn reply(conn: &Conn, packet: &Packet) {
-    let _ = conn.send(encode(packet));
+fn reply(server: &ServerInner, conn: &Conn, packet: &Packet) {
+    let _ = conn.send(encode(server.shared.config.parser, packet));
 }
 
 async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Option<Value>) {
@@ -194,6 +198,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
             .get_or_create(&[("reason", "invalid_namespace")])
             .inc();
         return reply(
+            server,
             conn,
             &Packet::connect_error(&nsp, "Invalid namespace", None),
         );
@@ -225,7 +230,11 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
             .connect_errors
             .get_or_create(&[("reason", "middleware")])
             .inc();
-        return reply(conn, &Packet::connect_error(&nsp, &err.message, err.data));
+        return reply(
+            server,
+            conn,
+            &Packet::connect_error(&nsp, &err.message, err.data),
+        );
     }
     if conn.is_closed() {
         socket.leave_all();
@@ -246,6 +255,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     // queued, whatever is sent to the socket (by the handlers or by broadcasts elsewhere)
     // waits behind it.
     ns.run_connection_handlers(&socket);
+    let parser = server.shared.config.parser;
     let reply = match socket.pid() {
         Some(pid) => Packet {
             nsp: nsp.clone(),
@@ -258,17 +268,20 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     let missed = missed
         .into_iter()
         .map(|p| {
-            encode(&Packet {
-                nsp: nsp.clone(),
-                kind: PacketKind::Event {
-                    data: p.data,
-                    id: None,
-                    attachments: p.attachments,
+            encode(
+                parser,
+                &Packet {
+                    nsp: nsp.clone(),
+                    kind: PacketKind::Event {
+                        data: p.data,
+                        id: None,
+                        attachments: p.attachments,
+                    },
                 },
-            })
+            )
         })
         .collect();
-    socket.flush_connect(missed, encode(&reply));
+    socket.flush_connect(missed, encode(parser, &reply));
     socket.start_keeping();
     metrics
         .connect_duration
