@@ -566,7 +566,7 @@ impl Socket {
         if !self.keeping.load(Ordering::Acquire) {
             return;
         }
-        if let Some(adapter) = self.ns.adapter() {
+        if let Some(adapter) = self.ns.adapter().filter(|a| a.keeps_live_sessions()) {
             adapter.keep_session(self.session_state(pid, 0));
         }
     }

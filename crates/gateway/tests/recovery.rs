@@ -42,13 +42,24 @@ async fn metric(g: &support::GatewayProcess, name: &str) -> f64 {
 }
 
 /// Connects `name` with reconnection on: it comes back `delay_ms` after losing its
-/// connection, presenting its `pid` and last offset.
-async fn connect_recovering(c: &ClientDriver, name: &str, url: &str, delay_ms: u64) -> String {
+/// connection, presenting its `pid` and last offset. WebSocket only, unless `polling` (then
+/// the client's default: long-polling, upgraded to WebSocket).
+async fn connect_recovering(
+    c: &ClientDriver,
+    name: &str,
+    url: &str,
+    delay_ms: u64,
+    polling: bool,
+) -> String {
+    let transports = match polling {
+        true => json!(["polling", "websocket"]),
+        false => json!(["websocket"]),
+    };
     c.connect_with(json!({
         "name": name,
         "url": url,
         "reconnection": true,
-        "transports": ["websocket"],
+        "transports": transports,
         "opts": {
             "reconnectionDelay": delay_ms,
             "reconnectionDelayMax": delay_ms,
@@ -107,7 +118,7 @@ async fn recovers_on_one_node_with_missed_packets_in_order() {
     cluster_support::require_js();
     let g = gateway("2m", None, "solo").await;
     let c = ClientDriver::spawn().await;
-    let sid = connect_recovering(&c, "a", &url(&g), 500).await;
+    let sid = connect_recovering(&c, "a", &url(&g), 500, true).await;
     c.connect("pub", &url(&g), "/").await;
     join(&c, "a").await;
     publish(&c, "pub", "m", json!(0)).await;
@@ -141,7 +152,7 @@ async fn recovers_on_another_node_after_sigkill() {
     let mut g1 = gateway("2m", Some(&redis.url()), "gw-1").await;
     let g2 = gateway("2m", Some(&redis.url()), "gw-2").await;
     let c = ClientDriver::spawn().await;
-    let sid = connect_recovering(&c, "a", &url(&g1), 1000).await;
+    let sid = connect_recovering(&c, "a", &url(&g1), 1000, false).await;
     c.connect("pub", &url(&g2), "/").await;
     join(&c, "a").await;
     publish(&c, "pub", "m", json!(0)).await;
@@ -195,7 +206,7 @@ async fn past_the_window_a_fresh_session() {
     cluster_support::require_js();
     let g = gateway("1", None, "solo").await;
     let c = ClientDriver::spawn().await;
-    let sid = connect_recovering(&c, "a", &url(&g), 2500).await;
+    let sid = connect_recovering(&c, "a", &url(&g), 2500, false).await;
     c.connect("pub", &url(&g), "/").await;
     join(&c, "a").await;
     publish(&c, "pub", "m", json!(0)).await;
@@ -221,4 +232,21 @@ async fn past_the_window_a_fresh_session() {
         )
         .await;
     assert_eq!(failed, 1.0);
+}
+
+#[test]
+fn a_bad_recovery_window_exits_64_naming_the_flag() {
+    for (value, says) in [("soon", "--recovery-window"), ("48h", "at most 24h")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["--recovery-window", value])
+            .env_remove("SWITCHBOARD_RECOVERY_WINDOW")
+            .output()
+            .expect("run the switchboard binary");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{value}: {err}");
+        assert!(
+            err.contains("--recovery-window") && err.contains(says),
+            "{value}: {err}"
+        );
+    }
 }
