@@ -323,6 +323,11 @@ async fn restore(
         .inc();
     match result {
         Ok(r) => {
+            // A snapshot of a socket this node still thinks connected (its connection died
+            // unnoticed): the client has moved on, so the old one goes first.
+            if let Some(old) = ns.socket(&r.0.sid) {
+                old.disconnect(true);
+            }
             tracing::debug!(nsp = ns.name(), sid = %r.0.sid, missed = r.1.len(), "connection state recovered");
             Some(r)
         }
