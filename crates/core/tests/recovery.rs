@@ -157,6 +157,10 @@ async fn a_lost_connection_gets_its_session_and_missed_packets_back() {
     io.except("r").emit("not-for-you", json!(1)).unwrap();
     io.emit("all", json!("x")).unwrap();
     io.volatile().emit("volatile", json!(0)).unwrap();
+    // Addressed to the socket's own id room, as `socket.emit` is.
+    io.to(sid.as_str().unwrap())
+        .emit("direct", json!(1))
+        .unwrap();
 
     let mut c = Client::open(port).await;
     let (missed, reply) = c
@@ -176,6 +180,7 @@ async fn a_lost_connection_gets_its_session_and_missed_packets_back() {
         .collect();
     let mut want: Vec<_> = (1..=20).map(|n| (json!("m"), json!(n))).collect();
     want.push((json!("all"), json!("x")));
+    want.push((json!("direct"), json!(1)));
     assert_eq!(names, want, "in order, each once, only what was addressed");
     assert!(missed.iter().all(|e| e.len() == 3 && e[2].is_string()));
     assert_eq!(recoveries(&io, "recovered"), 1);

@@ -166,11 +166,16 @@ async fn recovers_on_another_node_after_sigkill() {
     for n in 1..40 {
         publish(&c, "pub", "m", json!(n)).await;
     }
+    // Binary arguments come back from the stream intact.
+    publish(&c, "pub", "bin", cluster_support::bin(&[0, 1, 2, 255])).await;
     let st = reconnected(&c, "a", 2).await;
     assert_eq!(st["sid"], json!(sid), "same id on gw-2: {st}");
     assert_eq!(st["recovered"], json!(true), "{st}");
     publish(&c, "pub", "m", json!(40)).await;
     assert_all_in_order(&c, "a", 41).await;
+    let got = c.wait("a", "bin", 1, 5000).await;
+    let bytes = cluster_support::unbin(&got[0]["args"][0]);
+    assert_eq!(bytes.as_deref(), Some(&[0u8, 1, 2, 255][..]), "{got:?}");
     assert_eq!(
         metric(
             &g2,
@@ -185,7 +190,7 @@ async fn recovers_on_another_node_after_sigkill() {
         .command(&["XLEN", "socket.io-recovery#/#packets"])
         .await;
     let xlen: u64 = xlen.trim().trim_start_matches(':').parse().unwrap_or(0);
-    assert!(xlen >= 41, "XLEN {xlen}");
+    assert!(xlen >= 42, "XLEN {xlen}");
     let keys = redis
         .command(&["KEYS", "socket.io-recovery#/#session#*"])
         .await;
