@@ -42,8 +42,7 @@ async fn metric(g: &support::GatewayProcess, name: &str) -> f64 {
 }
 
 /// Connects `name` with reconnection on: it comes back `delay_ms` after losing its
-/// connection, presenting its `pid` and last offset. WebSocket only, unless `polling` (then
-/// the client's default: long-polling, upgraded to WebSocket).
+/// connection, presenting its `pid` and last offset. WebSocket only, or long-polling only.
 async fn connect_recovering(
     c: &ClientDriver,
     name: &str,
@@ -52,7 +51,7 @@ async fn connect_recovering(
     polling: bool,
 ) -> String {
     let transports = match polling {
-        true => json!(["polling", "websocket"]),
+        true => json!(["polling"]),
         false => json!(["websocket"]),
     };
     c.connect_with(json!({
