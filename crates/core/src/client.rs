@@ -255,19 +255,6 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         },
         None => Packet::connect_ok(&nsp, socket.id().as_str()),
     };
-    let missed = missed
-        .into_iter()
-        .map(|p| {
-            encode(&Packet {
-                nsp: nsp.clone(),
-                kind: PacketKind::Event {
-                    data: p.data,
-                    id: None,
-                    attachments: p.attachments,
-                },
-            })
-        })
-        .collect();
     socket.flush_connect(missed, encode(&reply));
     socket.start_keeping();
     metrics
@@ -290,13 +277,16 @@ async fn restore(
     server: &ServerInner,
     ns: &crate::Namespace,
     auth: &Value,
-) -> Option<(Restored, Vec<crate::EventPacket>)> {
+) -> Option<(Restored, Vec<Frame>)> {
     let (Some(Value::String(pid)), Some(Value::String(offset))) =
         (auth.get("pid"), auth.get("offset"))
     else {
         return None;
     };
     let adapter = ns.adapter()?;
+    // The replay goes out as one queue item ahead of the CONNECT reply; past half the
+    // connection's queue cap, what follows it would make the client look slow.
+    let max_replay = server.shared.config.engine.max_queue_bytes / 2;
     let result = adapter
         .restore_session(pid.clone(), offset.clone())
         .await
@@ -309,7 +299,8 @@ async fn restore(
                 rooms: r.session.rooms.into_iter().map(crate::Room::from).collect(),
                 data: r.session.data,
             };
-            Ok((restored, r.missed))
+            let missed = replay_frames(ns.name(), r.missed, max_replay)?;
+            Ok((restored, missed))
         });
     let label = match &result {
         Ok(_) => "recovered",
@@ -336,4 +327,33 @@ async fn restore(
             None
         }
     }
+}
+
+/// The missed packets encoded for `nsp`, frame after frame; refused past `max_bytes`.
+fn replay_frames(
+    nsp: &str,
+    missed: Vec<crate::EventPacket>,
+    max_bytes: usize,
+) -> Result<Vec<Frame>, crate::RecoveryFailure> {
+    let mut frames = Vec::with_capacity(missed.len());
+    let mut bytes = 0usize;
+    for p in missed {
+        let item = encode(&Packet {
+            nsp: nsp.to_owned(),
+            kind: PacketKind::Event {
+                data: p.data,
+                id: None,
+                attachments: p.attachments,
+            },
+        });
+        bytes += item.len();
+        if bytes > max_bytes {
+            return Err(crate::RecoveryFailure::TooManyMissed);
+        }
+        match item {
+            Outgoing::One(f) => frames.push(f),
+            Outgoing::Many(fs) => frames.extend(fs.iter().cloned()),
+        }
+    }
+    Ok(frames)
 }
