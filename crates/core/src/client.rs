@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use switchboard_engine::{CloseReason, EioSocket, Frame, Handler, Incoming, Outgoing, Sid};
-use switchboard_protocol::{Decoded, Decoder, Packet, PacketKind};
+use switchboard_protocol::{msgpack, Decoded, Decoder, Packet, PacketKind, Parser};
 
 /// The engine session of a client; its data is the [`Client`].
 pub(crate) type Conn = Arc<EioSocket<Client>>;
@@ -48,8 +48,11 @@ impl Client {
     }
 }
 
-/// Encodes a packet once into frames every recipient can share.
-pub(crate) fn encode(packet: &Packet) -> Outgoing {
+/// Encodes a packet once, with the server's parser, into frames every recipient can share.
+pub(crate) fn encode(parser: Parser, packet: &Packet) -> Outgoing {
+    if parser == Parser::Msgpack {
+        return Outgoing::One(Frame::Binary(msgpack::encode(packet)));
+    }
     let mut text = String::with_capacity(32);
     text.push('4');
     packet.encode_into(&mut text);
@@ -82,7 +85,8 @@ impl Handler for SocketIoHandler {
     fn new_data(&self) -> Client {
         let config = &self.server.shared.config;
         Client {
-            decoder: Mutex::new(Decoder::with_limits(
+            decoder: Mutex::new(Decoder::for_parser(
+                config.parser,
                 config.max_attachments,
                 config.engine.max_payload,
             )),
@@ -178,8 +182,8 @@ async fn on_packet(server: &Arc<ServerInner>, conn: &Conn, packet: Packet) {
     }
 }
 
-fn reply(conn: &Conn, packet: &Packet) {
-    let _ = conn.send(encode(packet));
+fn reply(server: &ServerInner, conn: &Conn, packet: &Packet) {
+    let _ = conn.send(encode(server.shared.config.parser, packet));
 }
 
 async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Option<Value>) {
@@ -194,6 +198,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
             .get_or_create(&[("reason", "invalid_namespace")])
             .inc();
         return reply(
+            server,
             conn,
             &Packet::connect_error(&nsp, "Invalid namespace", None),
         );
@@ -225,7 +230,11 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
             .connect_errors
             .get_or_create(&[("reason", "middleware")])
             .inc();
-        return reply(conn, &Packet::connect_error(&nsp, &err.message, err.data));
+        return reply(
+            server,
+            conn,
+            &Packet::connect_error(&nsp, &err.message, err.data),
+        );
     }
     if conn.is_closed() {
         socket.leave_all();
@@ -255,7 +264,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         },
         None => Packet::connect_ok(&nsp, socket.id().as_str()),
     };
-    socket.flush_connect(missed, encode(&reply));
+    socket.flush_connect(missed, encode(server.shared.config.parser, &reply));
     socket.start_keeping();
     metrics
         .connect_duration
@@ -287,6 +296,7 @@ async fn restore(
     // The replay goes out as one queue item ahead of the CONNECT reply; past half the
     // connection's queue cap, what follows it would make the client look slow.
     let max_replay = server.shared.config.engine.max_queue_bytes / 2;
+    let parser = server.shared.config.parser;
     let result = adapter
         .restore_session(pid.clone(), offset.clone())
         .await
@@ -299,7 +309,7 @@ async fn restore(
                 rooms: r.session.rooms.into_iter().map(crate::Room::from).collect(),
                 data: r.session.data,
             };
-            let missed = replay_frames(ns.name(), r.missed, max_replay)?;
+            let missed = replay_frames(parser, ns.name(), r.missed, max_replay)?;
             Ok((restored, missed))
         });
     let label = match &result {
@@ -331,6 +341,7 @@ async fn restore(
 
 /// The missed packets encoded for `nsp`, frame after frame; refused past `max_bytes`.
 fn replay_frames(
+    parser: Parser,
     nsp: &str,
     missed: Vec<crate::EventPacket>,
     max_bytes: usize,
@@ -338,14 +349,17 @@ fn replay_frames(
     let mut frames = Vec::with_capacity(missed.len());
     let mut bytes = 0usize;
     for p in missed {
-        let item = encode(&Packet {
-            nsp: nsp.to_owned(),
-            kind: PacketKind::Event {
-                data: p.data,
-                id: None,
-                attachments: p.attachments,
+        let item = encode(
+            parser,
+            &Packet {
+                nsp: nsp.to_owned(),
+                kind: PacketKind::Event {
+                    data: p.data,
+                    id: None,
+                    attachments: p.attachments,
+                },
             },
-        });
+        );
         bytes += item.len();
         if bytes > max_bytes {
             return Err(crate::RecoveryFailure::TooManyMissed);

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 use switchboard_engine::EngineConfig;
+use switchboard_protocol::Parser;
 
 /// Socket.IO server options. Defaults match socket.io 4.8.
 #[derive(Debug, Clone)]
@@ -18,6 +19,10 @@ pub struct ServerConfig {
     pub max_attachments: usize,
     /// Most acknowledgements a socket may have outstanding. Default 1024.
     pub max_pending_acks: usize,
+    /// The packet encoding every client of this server uses: [`Parser::Default`] (the
+    /// default) or [`Parser::Msgpack`] (`socket.io-msgpack-parser`). A client with the other
+    /// parser is disconnected with a parse error on its first packet.
+    pub parser: Parser,
     /// Connection state recovery (Socket.IO 4.6's `connectionStateRecovery`): a client that
     /// lost its connection gets its id, rooms, data and missed packets back. Default `None`
     /// (off), as in Node.
@@ -66,6 +71,7 @@ impl Default for ServerConfig {
             max_attachments: switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS,
             max_pending_acks: 1024,
             connection_state_recovery: None,
+            parser: Parser::Default,
         }
     }
 }

@@ -55,6 +55,7 @@ pub use recovery::{now_ms, packet_size, RecoveredSession, RecoveryFailure, Sessi
 pub use room::{IntoRooms, Room};
 pub use server::{DynamicNamespace, Server};
 pub use socket::{Ack, Event, Handshake, Socket, SocketInfo, SocketRef, Verdict, VolatileSocket};
+pub use switchboard_protocol::Parser;
 
 /// The engine layer, re-exported for serving.
 pub use switchboard_engine as engine;
