@@ -179,6 +179,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// node die. Never blocks on the network.
     fn keep_session(&self, _session: SessionState) {}
 
+    /// True when this adapter wants [`Adapter::keep_session`] snapshots (building one costs a
+    /// copy of the socket's rooms and data, so sockets skip it otherwise).
+    fn keeps_live_sessions(&self) -> bool {
+        false
+    }
+
     /// Connection state recovery: the socket with private id `pid` left for a reason that
     /// keeps no session (a namespace disconnect); drop any snapshot of it.
     fn forget_session(&self, _pid: &str) {}

@@ -255,7 +255,6 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     // queued, whatever is sent to the socket (by the handlers or by broadcasts elsewhere)
     // waits behind it.
     ns.run_connection_handlers(&socket);
-    let parser = server.shared.config.parser;
     let reply = match socket.pid() {
         Some(pid) => Packet {
             nsp: nsp.clone(),
@@ -265,23 +264,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         },
         None => Packet::connect_ok(&nsp, socket.id().as_str()),
     };
-    let missed = missed
-        .into_iter()
-        .map(|p| {
-            encode(
-                parser,
-                &Packet {
-                    nsp: nsp.clone(),
-                    kind: PacketKind::Event {
-                        data: p.data,
-                        id: None,
-                        attachments: p.attachments,
-                    },
-                },
-            )
-        })
-        .collect();
-    socket.flush_connect(missed, encode(parser, &reply));
+    socket.flush_connect(missed, encode(server.shared.config.parser, &reply));
     socket.start_keeping();
     metrics
         .connect_duration
@@ -303,13 +286,17 @@ async fn restore(
     server: &ServerInner,
     ns: &crate::Namespace,
     auth: &Value,
-) -> Option<(Restored, Vec<crate::EventPacket>)> {
+) -> Option<(Restored, Vec<Frame>)> {
     let (Some(Value::String(pid)), Some(Value::String(offset))) =
         (auth.get("pid"), auth.get("offset"))
     else {
         return None;
     };
     let adapter = ns.adapter()?;
+    // The replay goes out as one queue item ahead of the CONNECT reply; past half the
+    // connection's queue cap, what follows it would make the client look slow.
+    let max_replay = server.shared.config.engine.max_queue_bytes / 2;
+    let parser = server.shared.config.parser;
     let result = adapter
         .restore_session(pid.clone(), offset.clone())
         .await
@@ -322,7 +309,8 @@ async fn restore(
                 rooms: r.session.rooms.into_iter().map(crate::Room::from).collect(),
                 data: r.session.data,
             };
-            Ok((restored, r.missed))
+            let missed = replay_frames(parser, ns.name(), r.missed, max_replay)?;
+            Ok((restored, missed))
         });
     let label = match &result {
         Ok(_) => "recovered",
@@ -336,6 +324,11 @@ async fn restore(
         .inc();
     match result {
         Ok(r) => {
+            // A snapshot of a socket this node still thinks connected (its connection died
+            // unnoticed): the client has moved on, so the old one goes first.
+            if let Some(old) = ns.socket(&r.0.sid) {
+                old.disconnect(true);
+            }
             tracing::debug!(nsp = ns.name(), sid = %r.0.sid, missed = r.1.len(), "connection state recovered");
             Some(r)
         }
@@ -344,4 +337,37 @@ async fn restore(
             None
         }
     }
+}
+
+/// The missed packets encoded for `nsp`, frame after frame; refused past `max_bytes`.
+fn replay_frames(
+    parser: Parser,
+    nsp: &str,
+    missed: Vec<crate::EventPacket>,
+    max_bytes: usize,
+) -> Result<Vec<Frame>, crate::RecoveryFailure> {
+    let mut frames = Vec::with_capacity(missed.len());
+    let mut bytes = 0usize;
+    for p in missed {
+        let item = encode(
+            parser,
+            &Packet {
+                nsp: nsp.to_owned(),
+                kind: PacketKind::Event {
+                    data: p.data,
+                    id: None,
+                    attachments: p.attachments,
+                },
+            },
+        );
+        bytes += item.len();
+        if bytes > max_bytes {
+            return Err(crate::RecoveryFailure::TooManyMissed);
+        }
+        match item {
+            Outgoing::One(f) => frames.push(f),
+            Outgoing::Many(fs) => frames.extend(fs.iter().cloned()),
+        }
+    }
+    Ok(frames)
 }

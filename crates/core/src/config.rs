@@ -19,14 +19,14 @@ pub struct ServerConfig {
     pub max_attachments: usize,
     /// Most acknowledgements a socket may have outstanding. Default 1024.
     pub max_pending_acks: usize,
-    /// Connection state recovery (Socket.IO 4.6's `connectionStateRecovery`): a client that
-    /// lost its connection gets its id, rooms, data and missed packets back. Default `None`
-    /// (off), as in Node.
-    pub connection_state_recovery: Option<ConnectionStateRecovery>,
     /// The packet encoding every client of this server uses: [`Parser::Default`] (the
     /// default) or [`Parser::Msgpack`] (`socket.io-msgpack-parser`). A client with the other
     /// parser is disconnected with a parse error on its first packet.
     pub parser: Parser,
+    /// Connection state recovery (Socket.IO 4.6's `connectionStateRecovery`): a client that
+    /// lost its connection gets its id, rooms, data and missed packets back. Default `None`
+    /// (off), as in Node.
+    pub connection_state_recovery: Option<ConnectionStateRecovery>,
 }
 
 /// Options of connection state recovery. See `docs/cluster.md` for where the state lives.

@@ -23,7 +23,8 @@
 //! Layout: [`Server`] holds [`Namespace`]s; a namespace holds [`Socket`]s, its rooms and an
 //! [`Adapter`]; [`BroadcastOperator`] selects sockets (`to`, `except`, `volatile`, `local`,
 //! `timeout`) and acts on them through the adapter; `client.rs` decodes each connection's
-//! packets and dispatches them.
+//! packets and dispatches them; `recovery.rs` holds connection state recovery's session
+//! types and the in-memory store of sessions and recoverable packets.
 
 mod adapter;
 mod client;

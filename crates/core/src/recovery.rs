@@ -81,6 +81,11 @@ pub enum RecoveryFailure {
     /// The stored session is not one this server can restore (e.g. a malformed id).
     #[error("invalid stored session")]
     InvalidSession,
+    /// The missed packets are more than the connection's queue may take at once (over half
+    /// of `max_queue_bytes`); the client gets a fresh session instead of a slow-consumer
+    /// disconnect.
+    #[error("too many missed packets to replay")]
+    TooManyMissed,
     /// The adapter does not keep sessions.
     #[error("the adapter cannot recover sessions")]
     Unsupported,
@@ -97,6 +102,7 @@ impl RecoveryFailure {
             Self::Expired => "expired",
             Self::UnknownOffset => "unknown_offset",
             Self::InvalidSession => "invalid_session",
+            Self::TooManyMissed => "too_many_missed",
             Self::Unsupported => "unsupported",
             Self::Unavailable(_) => "unavailable",
         }

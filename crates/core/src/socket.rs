@@ -535,14 +535,23 @@ impl Socket {
     /// Queues the packets a recovered socket missed (before the CONNECT reply, as Node
     /// writes them: the client holds them until it is connected), the reply, then
     /// everything emitted to the socket meanwhile, in order.
-    pub(crate) fn flush_connect(&self, missed: Vec<Outgoing>, reply: Outgoing) {
+    pub(crate) fn flush_connect(&self, missed: Vec<switchboard_engine::Frame>, reply: Outgoing) {
         let mut buffered = self.buffered.lock();
-        for item in missed {
-            if self.raw_send(item, false).is_ok() {
-                self.ns.metrics().packets_sent.inc();
+        if missed.is_empty() {
+            let _ = self.conn.send(reply);
+        } else {
+            // One queue item, however many packets: a replay never overflows the queue's
+            // item count, and its size was checked against the byte cap.
+            let count = missed.len() as u64;
+            let mut frames = missed;
+            match reply {
+                Outgoing::One(f) => frames.push(f),
+                Outgoing::Many(fs) => frames.extend(fs.iter().cloned()),
+            }
+            if self.conn.send(Outgoing::Many(frames.into())).is_ok() {
+                self.ns.metrics().packets_sent.inc_by(count);
             }
         }
-        let _ = self.conn.send(reply);
         for (item, volatile) in buffered.drain(..) {
             let _ = self.raw_send(item, volatile);
         }
@@ -573,7 +582,7 @@ impl Socket {
         if !self.keeping.load(Ordering::Acquire) {
             return;
         }
-        if let Some(adapter) = self.ns.adapter() {
+        if let Some(adapter) = self.ns.adapter().filter(|a| a.keeps_live_sessions()) {
             adapter.keep_session(self.session_state(pid, 0));
         }
     }

@@ -150,13 +150,18 @@ async fn a_lost_connection_gets_its_session_and_missed_packets_back() {
         io.metrics().sessions_persisted.get() == 1
     })
     .await;
-    for n in 1..=20 {
+    // More than the connection's queue holds items (4096): the replay is one item.
+    for n in 1..=5000 {
         io.to("r").emit("m", json!(n)).unwrap();
     }
     io.to("elsewhere").emit("not-for-you", json!(0)).unwrap();
     io.except("r").emit("not-for-you", json!(1)).unwrap();
     io.emit("all", json!("x")).unwrap();
     io.volatile().emit("volatile", json!(0)).unwrap();
+    // Addressed to the socket's own id room, as `socket.emit` is.
+    io.to(sid.as_str().unwrap())
+        .emit("direct", json!(1))
+        .unwrap();
 
     let mut c = Client::open(port).await;
     let (missed, reply) = c
@@ -174,15 +179,16 @@ async fn a_lost_connection_gets_its_session_and_missed_packets_back() {
         .iter()
         .map(|e| (e[0].clone(), e[1].clone()))
         .collect();
-    let mut want: Vec<_> = (1..=20).map(|n| (json!("m"), json!(n))).collect();
+    let mut want: Vec<_> = (1..=5000).map(|n| (json!("m"), json!(n))).collect();
     want.push((json!("all"), json!("x")));
+    want.push((json!("direct"), json!(1)));
     assert_eq!(names, want, "in order, each once, only what was addressed");
     assert!(missed.iter().all(|e| e.len() == 3 && e[2].is_string()));
     assert_eq!(recoveries(&io, "recovered"), 1);
 
     // Its room came back: a new emit to it arrives, after the replay.
-    io.to("r").emit("m", json!(21)).unwrap();
-    assert_eq!(c.event().await[1], json!(21));
+    io.to("r").emit("m", json!(5001)).unwrap();
+    assert_eq!(c.event().await[1], json!(5001));
 
     // A second attempt with the same pid is a fresh session.
     let mut c2 = Client::open(port).await;

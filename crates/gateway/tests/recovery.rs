@@ -42,13 +42,23 @@ async fn metric(g: &support::GatewayProcess, name: &str) -> f64 {
 }
 
 /// Connects `name` with reconnection on: it comes back `delay_ms` after losing its
-/// connection, presenting its `pid` and last offset.
-async fn connect_recovering(c: &ClientDriver, name: &str, url: &str, delay_ms: u64) -> String {
+/// connection, presenting its `pid` and last offset. WebSocket only, or long-polling only.
+async fn connect_recovering(
+    c: &ClientDriver,
+    name: &str,
+    url: &str,
+    delay_ms: u64,
+    polling: bool,
+) -> String {
+    let transports = match polling {
+        true => json!(["polling"]),
+        false => json!(["websocket"]),
+    };
     c.connect_with(json!({
         "name": name,
         "url": url,
         "reconnection": true,
-        "transports": ["websocket"],
+        "transports": transports,
         "opts": {
             "reconnectionDelay": delay_ms,
             "reconnectionDelayMax": delay_ms,
@@ -107,7 +117,7 @@ async fn recovers_on_one_node_with_missed_packets_in_order() {
     cluster_support::require_js();
     let g = gateway("2m", None, "solo").await;
     let c = ClientDriver::spawn().await;
-    let sid = connect_recovering(&c, "a", &url(&g), 500).await;
+    let sid = connect_recovering(&c, "a", &url(&g), 500, true).await;
     c.connect("pub", &url(&g), "/").await;
     join(&c, "a").await;
     publish(&c, "pub", "m", json!(0)).await;
@@ -141,7 +151,7 @@ async fn recovers_on_another_node_after_sigkill() {
     let mut g1 = gateway("2m", Some(&redis.url()), "gw-1").await;
     let g2 = gateway("2m", Some(&redis.url()), "gw-2").await;
     let c = ClientDriver::spawn().await;
-    let sid = connect_recovering(&c, "a", &url(&g1), 1000).await;
+    let sid = connect_recovering(&c, "a", &url(&g1), 1000, false).await;
     c.connect("pub", &url(&g2), "/").await;
     join(&c, "a").await;
     publish(&c, "pub", "m", json!(0)).await;
@@ -155,11 +165,16 @@ async fn recovers_on_another_node_after_sigkill() {
     for n in 1..40 {
         publish(&c, "pub", "m", json!(n)).await;
     }
+    // Binary arguments come back from the stream intact.
+    publish(&c, "pub", "bin", cluster_support::bin(&[0, 1, 2, 255])).await;
     let st = reconnected(&c, "a", 2).await;
     assert_eq!(st["sid"], json!(sid), "same id on gw-2: {st}");
     assert_eq!(st["recovered"], json!(true), "{st}");
     publish(&c, "pub", "m", json!(40)).await;
     assert_all_in_order(&c, "a", 41).await;
+    let got = c.wait("a", "bin", 1, 5000).await;
+    let bytes = cluster_support::unbin(&got[0]["args"][0]);
+    assert_eq!(bytes.as_deref(), Some(&[0u8, 1, 2, 255][..]), "{got:?}");
     assert_eq!(
         metric(
             &g2,
@@ -174,7 +189,7 @@ async fn recovers_on_another_node_after_sigkill() {
         .command(&["XLEN", "socket.io-recovery#/#packets"])
         .await;
     let xlen: u64 = xlen.trim().trim_start_matches(':').parse().unwrap_or(0);
-    assert!(xlen >= 41, "XLEN {xlen}");
+    assert!(xlen >= 42, "XLEN {xlen}");
     let keys = redis
         .command(&["KEYS", "socket.io-recovery#/#session#*"])
         .await;
@@ -195,7 +210,7 @@ async fn past_the_window_a_fresh_session() {
     cluster_support::require_js();
     let g = gateway("1", None, "solo").await;
     let c = ClientDriver::spawn().await;
-    let sid = connect_recovering(&c, "a", &url(&g), 2500).await;
+    let sid = connect_recovering(&c, "a", &url(&g), 2500, false).await;
     c.connect("pub", &url(&g), "/").await;
     join(&c, "a").await;
     publish(&c, "pub", "m", json!(0)).await;
@@ -221,4 +236,21 @@ async fn past_the_window_a_fresh_session() {
         )
         .await;
     assert_eq!(failed, 1.0);
+}
+
+#[test]
+fn a_bad_recovery_window_exits_64_naming_the_flag() {
+    for (value, says) in [("soon", "--recovery-window"), ("48h", "at most 24h")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["--recovery-window", value])
+            .env_remove("SWITCHBOARD_RECOVERY_WINDOW")
+            .output()
+            .expect("run the switchboard binary");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{value}: {err}");
+        assert!(
+            err.contains("--recovery-window") && err.contains(says),
+            "{value}: {err}"
+        );
+    }
 }

@@ -818,6 +818,10 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
         self.1.as_ref().map(|r| r.record(packet, opts))
     }
 
+    fn keeps_live_sessions(&self) -> bool {
+        self.1.is_some()
+    }
+
     fn keep_session(&self, session: switchboard::SessionState) {
         if let Some(r) = &self.1 {
             r.keep(session);

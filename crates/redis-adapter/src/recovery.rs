@@ -310,3 +310,49 @@ fn entry(item: redis::Value) -> Option<Entry> {
         packet: EventPacket { data, attachments },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value as V;
+
+    fn bulk(s: &str) -> V {
+        V::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stream_entries_parse_in_both_reply_shapes_and_bad_ones_are_skipped() {
+        let meta = r#"{"r":["room"],"e":["x"],"d":["ev",1,"5:0:n"]}"#;
+        let flat = V::Array(vec![
+            bulk("1-0"),
+            V::Array(vec![
+                bulk("o"),
+                bulk("5:0:n"),
+                bulk("m"),
+                bulk(meta),
+                bulk("a"),
+                V::BulkString(vec![0, 255]),
+            ]),
+        ]);
+        let map = V::Array(vec![
+            bulk("2-0"),
+            V::Map(vec![(bulk("o"), bulk("6:1:n")), (bulk("m"), bulk(meta))]),
+        ]);
+        let garbage = V::Array(vec![bulk("3-0"), V::Array(vec![bulk("m"), bulk("{")])]);
+        let got = entries(V::Array(vec![flat, garbage, map, V::Nil]));
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].id.as_str(), got[0].offset.as_str()),
+            ("1-0", "5:0:n")
+        );
+        assert_eq!(got[0].opts.rooms, vec![Room::from("room")]);
+        assert_eq!(got[0].opts.except, vec![Room::from("x")]);
+        assert_eq!(got[0].packet.data[1], serde_json::json!(1));
+        assert_eq!(
+            got[0].packet.attachments,
+            vec![Bytes::from_static(&[0, 255])]
+        );
+        assert_eq!(got[1].offset, "6:1:n");
+        assert!(entries(V::Nil).is_empty());
+    }
+}
