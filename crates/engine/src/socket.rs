@@ -88,11 +88,12 @@ impl TransportKind {
     }
 }
 
-/// Facts about the HTTP request that opened a session.
+/// Facts about the HTTP request that opened a session, copied out of the request once (so no
+/// part of hyper's read buffer stays pinned) and shared with the layers above.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
-    /// Request headers.
-    pub headers: http::HeaderMap,
+    /// Request headers (a compact copy: every value in one allocation).
+    pub headers: Arc<http::HeaderMap>,
     /// The full request URI.
     pub uri: http::Uri,
     /// Peer address, when known.

@@ -3,12 +3,15 @@
 //! - [`engine`]: Engine.IO v4 packets (`0`–`6`, binary messages) and long-polling payloads.
 //! - [`socketio`]: Socket.IO v5 packets, with a stateful [`socketio::Decoder`] that reassembles
 //!   binary attachments.
+//! - [`websocket`]: server-side WebSocket framing (RFC 6455) that holds no buffer between
+//!   messages.
 //!
 //! Nothing here performs I/O or depends on an async runtime. Decoding never panics and never
 //! loops on any input: every step consumes input or fails with a typed error.
 
 pub mod engine;
 pub mod socketio;
+pub mod websocket;
 
 pub use engine::{EioDecodeError, EioPacket};
 pub use socketio::{DecodeError, Decoded, Decoder, Packet, PacketKind};
