@@ -12,6 +12,7 @@ use crate::engine::{Engine, Inner};
 use crate::error::CloseReason;
 use crate::handler::{Handler, Incoming};
 use crate::http_util::{self, Body};
+use crate::queue::Receiver;
 use crate::socket::{EioSocket, Frame, Outgoing, RequestInfo, TransportKind};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -30,7 +31,6 @@ use switchboard_protocol::websocket::{
 };
 use switchboard_protocol::EioPacket;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -113,7 +113,8 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
                 let Some(rx) = socket.take_rx() else { return };
                 run(engine.inner.clone(), ws, socket, rx).await;
             }
-            (Some(socket), _) => upgrade(engine, ws, socket).await,
+            // Rare: boxed, so the task of every connection is not the size of this path.
+            (Some(socket), _) => Box::pin(upgrade(engine, ws, socket)).await,
         }
     });
     let mut res = http_util::empty(StatusCode::SWITCHING_PROTOCOLS);
@@ -431,6 +432,9 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Conn, socket: Arc<EioSoc
     run(inner, ws, socket, rx).await;
 }
 
+/// A write stall timer, allocated only while a write waits on the socket.
+type Stall = Option<Pin<Box<tokio::time::Sleep>>>;
+
 type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Starts handling one message from the client; a Socket.IO message becomes a future the
@@ -485,7 +489,7 @@ async fn run<H: Handler>(
     inner: Arc<Inner<H>>,
     mut ws: Conn,
     socket: Arc<EioSocket<H::Data>>,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: Receiver,
 ) {
     let write_timeout = inner.config.write_timeout;
     let closed = socket.closed_token().clone();
@@ -493,9 +497,7 @@ async fn run<H: Handler>(
     tokio::pin!(cancelled);
     // Armed while written bytes wait on the socket: a peer that takes nothing for
     // `write_timeout` is a failed transport.
-    let stall = tokio::time::sleep(write_timeout);
-    tokio::pin!(stall);
-    let mut stall_armed = false;
+    let mut stall: Stall = None;
     let mut handling: Option<Handling<'_>> = None;
     loop {
         while handling.is_none() && !socket.is_closed() {
@@ -530,20 +532,22 @@ async fn run<H: Handler>(
                     }
                 }
                 if ws.out.is_empty() && !ws.out.unflushed {
-                    stall_armed = false;
+                    stall = None;
                     break;
                 }
                 match ws.out.poll_write(cx, &mut ws.io) {
-                    Poll::Ready(Ok(())) => stall_armed = false,
+                    Poll::Ready(Ok(())) => stall = None,
                     Poll::Ready(Err(_)) => {
                         return Poll::Ready(Step::Ended(CloseReason::TransportError))
                     }
                     Poll::Pending => {
-                        if !stall_armed || std::mem::take(&mut ws.out.progressed) {
-                            stall.as_mut().reset(Instant::now() + write_timeout);
-                            stall_armed = true;
+                        let deadline = Instant::now() + write_timeout;
+                        let timer = stall
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        if std::mem::take(&mut ws.out.progressed) {
+                            timer.as_mut().reset(deadline);
                         }
-                        if stall.as_mut().poll(cx).is_ready() {
+                        if timer.as_mut().poll(cx).is_ready() {
                             return Poll::Ready(Step::Ended(CloseReason::TransportError));
                         }
                         break;
@@ -588,6 +592,19 @@ async fn run<H: Handler>(
             }
         }
     }
+    drop(stall);
+    // Once per connection, and boxed so the connection's task does not carry its size.
+    Box::pin(finish(ws, &socket, rx, handling)).await;
+}
+
+/// The end of a connection: the last packets when the server closed it, the close frame, and
+/// the end of a message still being handled.
+async fn finish<D>(
+    mut ws: Conn,
+    socket: &EioSocket<D>,
+    mut rx: Receiver,
+    handling: Option<Handling<'_>>,
+) {
     let reason = socket.close_reason().unwrap_or(CloseReason::TransportClose);
     if reason.server_initiated() {
         while let Ok(item) = rx.try_recv() {
