@@ -111,7 +111,9 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
                 }
                 engine.handler().on_open(&socket);
                 let Some(rx) = socket.take_rx() else { return };
-                run(engine.inner.clone(), ws, socket, rx).await;
+                // A task of its own, so what the connection keeps for its life is only the
+                // state of `run`, not that of this setup as well.
+                tokio::spawn(run(engine.inner.clone(), ws, socket, rx));
             }
             // Rare: boxed, so the task of every connection is not the size of this path.
             (Some(socket), _) => Box::pin(upgrade(engine, ws, socket)).await,
