@@ -185,6 +185,13 @@ pub struct RunArgs {
     /// Use Redis even with one node.
     #[arg(long)]
     pub redis: bool,
+    /// Start a Redis Cluster of this many masters (no replicas, slots split evenly) instead of
+    /// one redis-server, and run Switchboard's sharded wire on it (switchboard only).
+    #[arg(long, default_value_t = 0)]
+    pub redis_shards: u32,
+    /// The redis-cli executable (used to form the Redis Cluster and read each Redis's stats).
+    #[arg(long, default_value = "redis-cli")]
+    pub redis_cli: String,
     /// The server executable (switchboard: next to this binary; socketioxide:
     /// loadtest/peers/socketioxide/target/release/socketioxide-peer; node: `node`).
     #[arg(long)]

@@ -11,6 +11,7 @@ mod client;
 mod coord;
 mod plan;
 mod procstat;
+mod redis_procs;
 mod runner;
 mod scenario;
 mod stats;

@@ -3,7 +3,9 @@
 //! to the load CPUs with `--url` and `--server-pid` filled in, and stops everything afterwards.
 
 use crate::cli::{RunArgs, ServerKind};
+use crate::redis_procs;
 use crate::scenario::Failure;
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -71,9 +73,15 @@ fn default_server_bin(kind: ServerKind) -> Result<String, String> {
     })
 }
 
-fn server_command(a: &RunArgs, bin: &str, node: u32, port: u16, redis: Option<u16>) -> Command {
+fn server_command(
+    a: &RunArgs,
+    bin: &str,
+    node: u32,
+    port: u16,
+    redis: Option<&redis_procs::Redis>,
+) -> Command {
     let mut c = pinned(&a.server_cpus, a.no_pin, bin);
-    let redis_url = redis.map(|p| format!("redis://127.0.0.1:{p}"));
+    let redis_url = redis.map(redis_procs::Redis::url);
     match a.server {
         ServerKind::Switchboard => {
             c.arg("--listen")
@@ -81,9 +89,8 @@ fn server_command(a: &RunArgs, bin: &str, node: u32, port: u16, redis: Option<u1
                 .arg("--admin-listen")
                 .arg("127.0.0.1:0")
                 .env("RUST_LOG", "warn");
-            if let Some(url) = &redis_url {
-                c.arg("--redis-url")
-                    .arg(url)
+            if let Some(r) = redis {
+                c.args(r.switchboard_args())
                     .arg("--node-id")
                     .arg(format!("sb-{node}"));
             }
@@ -125,32 +132,21 @@ pub fn run(a: &RunArgs) -> Result<ExitStatus, Failure> {
         Some(b) => b.clone(),
         None => default_server_bin(a.server)?,
     };
+    if a.redis_shards > 0 && a.server != ServerKind::Switchboard {
+        return Err(Failure::Usage(
+            "--redis-shards runs Switchboard's sharded wire on a Redis Cluster: use it with --server switchboard".into(),
+        ));
+    }
     let mut started = Started(Vec::new());
-    let redis = if a.nodes > 1 || a.redis {
-        let port = free_port()?;
-        let mut c = pinned(&a.server_cpus, a.no_pin, &a.redis_server);
-        c.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-        let mut child = c.spawn().map_err(|e| {
-            format!(
-                "cannot start `{}` ({e}): install redis-server or pass --redis-server",
-                a.redis_server
-            )
-        })?;
-        wait_listening("redis-server", port, &mut child)?;
-        started.0.push(("redis-server".into(), child));
-        eprintln!("run: redis-server on 127.0.0.1:{port}");
-        Some(port)
+    let redis = if a.nodes > 1 || a.redis || a.redis_shards > 0 {
+        Some(redis_procs::start(
+            a.redis_shards,
+            &a.redis_server,
+            &a.redis_cli,
+            |program| pinned(&a.server_cpus, a.no_pin, program),
+            &mut started.0,
+            wait_listening,
+        )?)
     } else {
         None
     };
@@ -159,7 +155,7 @@ pub fn run(a: &RunArgs) -> Result<ExitStatus, Failure> {
     for node in 0..a.nodes {
         let port = free_port()?;
         let label = format!("{} node {node}", a.server.name());
-        let mut child = server_command(a, &bin, node, port, redis)
+        let mut child = server_command(a, &bin, node, port, redis.as_ref())
             .spawn()
             .map_err(|e| format!("cannot start `{bin}` ({e}): build it or pass --server-bin"))?;
         wait_listening(&label, port, &mut child)?;
@@ -180,15 +176,54 @@ pub fn run(a: &RunArgs) -> Result<ExitStatus, Failure> {
         c.arg("--server-pid").arg(p.to_string());
     }
     if !a.scenario.iter().any(|s| s == "--label") {
-        let label = match (a.nodes, redis.is_some()) {
-            (1, false) => a.server.name().to_owned(),
+        let label = match (a.nodes, &redis) {
+            (1, None) => a.server.name().to_owned(),
+            (n, Some(r)) if r.cluster => {
+                format!("{}-{n}node-{}shard", a.server.name(), r.ports.len())
+            }
             (n, _) => format!("{}-{n}node", a.server.name()),
         };
         c.arg("--label").arg(label);
     }
-    let status = c
-        .status()
+    if let Some(r) = &redis {
+        r.reset_stats(&a.redis_cli);
+    }
+    c.stdout(Stdio::piped());
+    let mut child = c
+        .spawn()
         .map_err(|e| format!("cannot start the load generator: {e}"))?;
+    // The scenario's stdout is JSON lines; the last one gets what each Redis did.
+    let mut lines = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            match line {
+                Ok(l) => lines.push(l),
+                Err(e) => {
+                    return Err(format!("cannot read the load generator's output: {e}").into())
+                }
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for the load generator: {e}"))?;
+    let last = lines.pop();
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        let _ = writeln!(out, "{l}");
+    }
+    if let Some(last) = last {
+        match (serde_json::from_str::<serde_json::Value>(&last), &redis) {
+            (Ok(mut v), Some(r)) if v.is_object() => {
+                v["redis"] = r.stats(&a.redis_cli);
+                let _ = writeln!(out, "{v}");
+            }
+            _ => {
+                let _ = writeln!(out, "{last}");
+            }
+        }
+    }
+    let _ = out.flush();
     drop(started);
     Ok(status)
 }

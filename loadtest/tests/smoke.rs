@@ -195,6 +195,42 @@ fn crossnode_on_two_nodes_and_redis_loses_nothing() {
 }
 
 #[test]
+fn crossnode_on_a_three_master_redis_cluster_spreads_spublish_over_the_shards() {
+    let j = run(
+        &["--no-pin", "--nodes", "3", "--redis-shards", "3"],
+        &[
+            "crossnode",
+            "--connections",
+            "300",
+            "--rooms",
+            "60",
+            "--publishers",
+            "60",
+            "--rate",
+            "300",
+            "--duration",
+            "2",
+            "--drain",
+            "5",
+            "--fail-on-loss",
+        ],
+    );
+    assert_eq!(j["label"], "switchboard-3node-3shard");
+    assert_no_loss(&j, 300);
+    // 60 rooms of 5, every publish reaches the 4 others.
+    assert_eq!(u(&j, "expected"), u(&j, "sent") * 4);
+    let redis = &j["redis"];
+    assert_eq!(redis["cluster"], true, "{j}");
+    let shards = redis["shards"].as_array().expect("redis.shards");
+    assert_eq!(shards.len(), 3, "{j}");
+    let spublish: Vec<u64> = shards.iter().map(|s| u(s, "spublish")).collect();
+    // Every room message is an SPUBLISH on the shard owning the room's channel (plus the
+    // nodes' own control traffic), and 60 room channels hash onto all three masters.
+    assert!(spublish.iter().sum::<u64>() >= u(&j, "sent"), "{j}");
+    assert!(spublish.iter().all(|&n| n > 0), "{j}");
+}
+
+#[test]
 fn idle_reports_rss_per_connection() {
     let j = run(
         &["--no-pin"],
