@@ -523,7 +523,15 @@ async fn run<H: Handler>(
             }
             // Take what is queued (up to a batch) and write it in as few calls as the socket
             // allows; a few rounds at most before yielding to other connections.
-            for _ in 0..4 {
+            let mut rounds = 0;
+            loop {
+                if rounds == 4 {
+                    // More may be queued, and nothing registered a wake-up for it: come back
+                    // after the others had their turn.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                rounds += 1;
                 while ws.out.items.len() < BATCH {
                     match rx.poll_recv(cx) {
                         Poll::Ready(Some(item)) => {

@@ -140,6 +140,11 @@ async fn rss_returns_near_baseline_after_one_large_message_per_connection() {
     // ~500 MiB if every connection kept a buffer of the message's size; a few MiB otherwise
     // (allocator slack, the one shared copy of the frame). The bound is generous on purpose.
     let grown = after.saturating_sub(before);
+    eprintln!(
+        "gateway RSS {} KiB before the event, {} KiB after it was delivered",
+        before / 1024,
+        after / 1024
+    );
     assert!(
         grown < 64 << 20,
         "RSS grew by {} KiB ({} B per connection) after one {MESSAGE} B message to each of \

@@ -525,8 +525,31 @@ mod tests {
         assert!(std::str::from_utf8(&p[2..]).is_ok());
     }
 
+    /// Messages and the first error, feeding `wire` in pieces of `chunk(i)` bytes.
+    fn decode_chunked(
+        wire: &[u8],
+        mut chunk: impl FnMut() -> usize,
+    ) -> (Vec<WsMessage>, Option<WsError>) {
+        let mut d = WsDecoder::new(150);
+        let mut out = Vec::new();
+        let mut rest = wire;
+        while !rest.is_empty() {
+            let (mut piece, tail) = rest.split_at(chunk().clamp(1, rest.len()));
+            rest = tail;
+            loop {
+                match d.decode(&mut piece) {
+                    Ok(Some(m)) => out.push(m),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+            assert!(piece.is_empty());
+        }
+        (out, None)
+    }
+
     #[test]
-    fn mutated_input_never_panics() {
+    fn mutated_input_never_panics_and_chunking_does_not_matter() {
         // xorshift: deterministic, no dependency.
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
@@ -546,29 +569,14 @@ mod tests {
                 wire[i] = next() as u8;
             }
             wire.truncate((next() as usize) % (wire.len() + 1));
-            let mut d = WsDecoder::new(150);
-            let mut rest = &wire[..];
-            // Random chunking too.
-            while !rest.is_empty() {
-                let n = (next() as usize % 7 + 1).min(rest.len());
-                let (mut chunk, tail) = rest.split_at(n);
-                rest = tail;
-                let mut failed = false;
-                loop {
-                    match d.decode(&mut chunk) {
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        Err(_) => {
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-                if failed {
-                    break;
-                }
-                assert!(chunk.is_empty());
-            }
+            let whole = decode_chunked(&wire, || usize::MAX);
+            let sizes = next();
+            let mut k = 0;
+            let chunked = decode_chunked(&wire, || {
+                k += 1;
+                ((sizes >> (k % 16 * 4)) & 7) as usize + 1
+            });
+            assert_eq!(whole, chunked, "{wire:?}");
         }
     }
 }
