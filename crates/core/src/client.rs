@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use switchboard_engine::{CloseReason, EioSocket, Frame, Handler, Incoming, Outgoing, Sid};
-use switchboard_protocol::{Decoded, Decoder, Packet, PacketKind};
+use switchboard_protocol::{msgpack, Decoded, Decoder, Packet, PacketKind, Parser};
 
 /// The engine session of a client; its data is the [`Client`].
 pub(crate) type Conn = Arc<EioSocket<Client>>;
@@ -50,8 +50,11 @@ impl Client {
     }
 }
 
-/// Encodes a packet once into frames every recipient can share.
-pub(crate) fn encode(packet: &Packet) -> Outgoing {
+/// Encodes a packet once, with the server's parser, into frames every recipient can share.
+pub(crate) fn encode(parser: Parser, packet: &Packet) -> Outgoing {
+    if parser == Parser::Msgpack {
+        return Outgoing::One(Frame::Binary(msgpack::encode(packet)));
+    }
     let mut text = String::with_capacity(32);
     text.push('4');
     packet.encode_into(&mut text);
@@ -84,7 +87,8 @@ impl Handler for SocketIoHandler {
     fn new_data(&self) -> Client {
         let config = &self.server.shared.config;
         Client {
-            decoder: Mutex::new(Decoder::with_limits(
+            decoder: Mutex::new(Decoder::for_parser(
+                config.parser,
                 config.max_attachments,
                 config.engine.max_payload,
             )),
@@ -187,8 +191,8 @@ async fn on_packet(server: &Arc<ServerInner>, conn: &Conn, packet: Packet) {
     }
 }
 
-fn reply(conn: &Conn, packet: &Packet) {
-    let _ = conn.send(encode(packet));
+fn reply(server: &ServerInner, conn: &Conn, packet: &Packet) {
+    let _ = conn.send(encode(server.shared.config.parser, packet));
 }
 
 async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Option<Value>) {
@@ -203,6 +207,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
             .get_or_create(&[("reason", "invalid_namespace")])
             .inc();
         return reply(
+            server,
             conn,
             &Packet::connect_error(&nsp, "Invalid namespace", None),
         );
@@ -215,7 +220,11 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
             .connect_errors
             .get_or_create(&[("reason", "middleware")])
             .inc();
-        return reply(conn, &Packet::connect_error(&nsp, &err.message, err.data));
+        return reply(
+            server,
+            conn,
+            &Packet::connect_error(&nsp, &err.message, err.data),
+        );
     }
     if conn.is_closed() {
         socket.leave_all();
@@ -240,7 +249,10 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     // queued, whatever is sent to the socket (by the handlers or by broadcasts elsewhere)
     // waits behind it.
     ns.run_connection_handlers(&socket);
-    socket.flush_connect(encode(&Packet::connect_ok(&nsp, socket.id().as_str())));
+    socket.flush_connect(encode(
+        server.shared.config.parser,
+        &Packet::connect_ok(&nsp, socket.id().as_str()),
+    ));
     metrics
         .connect_duration
         .observe(started.elapsed().as_secs_f64());

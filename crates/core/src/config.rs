@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 use switchboard_engine::EngineConfig;
+use switchboard_protocol::Parser;
 
 /// Socket.IO server options. Defaults match socket.io 4.8.
 #[derive(Debug, Clone)]
@@ -18,6 +19,10 @@ pub struct ServerConfig {
     pub max_attachments: usize,
     /// Most acknowledgements a socket may have outstanding. Default 1024.
     pub max_pending_acks: usize,
+    /// The packet encoding every client of this server uses: [`Parser::Default`] (the
+    /// default) or [`Parser::Msgpack`] (`socket.io-msgpack-parser`). A client with the other
+    /// parser is disconnected with a parse error on its first packet.
+    pub parser: Parser,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +36,7 @@ impl Default for ServerConfig {
             ack_timeout: Duration::from_secs(30),
             max_attachments: switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS,
             max_pending_acks: 1024,
+            parser: Parser::Default,
         }
     }
 }

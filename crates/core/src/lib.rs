@@ -52,6 +52,7 @@ pub use payload::Payload;
 pub use room::{IntoRooms, Room};
 pub use server::{DynamicNamespace, Server};
 pub use socket::{Ack, Event, Handshake, Socket, SocketInfo, SocketRef, Verdict, VolatileSocket};
+pub use switchboard_protocol::Parser;
 
 /// The engine layer, re-exported for serving.
 pub use switchboard_engine as engine;

@@ -344,14 +344,17 @@ impl Namespace {
         if targets.is_empty() {
             return 0;
         }
-        let item = encode(&Packet {
-            nsp: self.name.clone(),
-            kind: PacketKind::Event {
-                data: packet.data.clone(),
-                id: None,
-                attachments: packet.attachments.clone(),
+        let item = encode(
+            self.config().parser,
+            &Packet {
+                nsp: self.name.clone(),
+                kind: PacketKind::Event {
+                    data: packet.data.clone(),
+                    id: None,
+                    attachments: packet.attachments.clone(),
+                },
             },
-        });
+        );
         let mut delivered = 0;
         for socket in &targets {
             if socket
@@ -381,14 +384,17 @@ impl Namespace {
             return (0, rx);
         }
         let id = self.next_ack_id();
-        let item = encode(&Packet {
-            nsp: self.name.clone(),
-            kind: PacketKind::Event {
-                data: packet.data.clone(),
-                id: Some(id),
-                attachments: packet.attachments.clone(),
+        let item = encode(
+            self.config().parser,
+            &Packet {
+                nsp: self.name.clone(),
+                kind: PacketKind::Event {
+                    data: packet.data.clone(),
+                    id: Some(id),
+                    attachments: packet.attachments.clone(),
+                },
             },
-        });
+        );
         let timeout = opts.flags.timeout.unwrap_or(self.config().ack_timeout);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut count = 0;

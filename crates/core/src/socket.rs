@@ -628,11 +628,17 @@ impl Socket {
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
-        self.send_encoded(crate::client::encode(packet), volatile)
+        self.send_encoded(
+            crate::client::encode(self.ns.config().parser, packet),
+            volatile,
+        )
     }
 
     fn write(&self, packet: &Packet, volatile: bool) -> Result<(), SendError> {
-        self.enqueue(crate::client::encode(packet), volatile)
+        self.enqueue(
+            crate::client::encode(self.ns.config().parser, packet),
+            volatile,
+        )
     }
 
     /// The one path to the connection's queue: buffered until the CONNECT reply is out.

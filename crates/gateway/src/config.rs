@@ -113,6 +113,10 @@ pub struct Args {
     /// Most binary attachments in one packet; a client sending more is disconnected.
     #[arg(long, env = "SWITCHBOARD_MAX_ATTACHMENTS", default_value_t = 10)]
     pub max_attachments: usize,
+    /// Socket.IO packet encoding of every client: `default` (socket.io-parser) or `msgpack`
+    /// (socket.io-msgpack-parser). A client with the other parser is disconnected.
+    #[arg(long, env = "SWITCHBOARD_PARSER", default_value = "default", value_parser = ["default", "msgpack"])]
+    pub parser: String,
     /// How long a polling POST body may take to arrive (HTTP 408 past it).
     #[arg(long, env = "SWITCHBOARD_POLLING_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub polling_body_timeout: Duration,
@@ -392,6 +396,8 @@ impl Args {
         if self.max_attachments == 0 {
             return Err("--max-attachments must be above 0".into());
         }
+        let parser: switchboard::Parser =
+            self.parser.parse().map_err(|e| format!("--parser: {e}"))?;
         if self.polling_body_timeout.is_zero() {
             return Err("--polling-body-timeout must be above 0".into());
         }
@@ -555,6 +561,7 @@ impl Args {
                 engine,
                 connect_timeout: self.connect_timeout,
                 max_attachments: self.max_attachments,
+                parser,
                 ..ServerConfig::default()
             },
             // A polling session may use two connections at once (a waiting GET and a POST).

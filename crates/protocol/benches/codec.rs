@@ -10,6 +10,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use serde_json::json;
 use switchboard_protocol::engine::{self, EioPacket, SEPARATOR};
+use switchboard_protocol::msgpack;
 use switchboard_protocol::socketio::{placeholder, Decoded, Decoder, Packet, PacketKind};
 
 /// The engine crate's default packet limit per polling payload.
@@ -120,6 +121,49 @@ fn socketio(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same shapes in the `socket.io-msgpack-parser` encoding: one binary message per packet,
+/// binary values inline.
+fn socketio_msgpack(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sio_msgpack");
+    let cases = [
+        (
+            "small_event",
+            event("/", vec![json!("message"), json!({"a": 1})], vec![]),
+        ),
+        (
+            "binary_1kib",
+            event(
+                "/",
+                vec![json!("upload"), placeholder(0)],
+                vec![Bytes::from(vec![0xa5u8; 1024])],
+            ),
+        ),
+        (
+            "broadcast_frame",
+            event(
+                "/chat",
+                vec![
+                    json!("chat message"),
+                    json!({"user": "alice", "text": "hello everyone in the room", "ts": 1_700_000_000_000u64}),
+                ],
+                vec![],
+            ),
+        ),
+    ];
+    for (name, packet) in &cases {
+        let wire = msgpack::encode(packet);
+        assert_eq!(msgpack::decode(&wire).as_ref(), Ok(packet));
+        group.throughput(Throughput::Bytes(wire.len() as u64));
+        group.bench_function(format!("decode/{name}"), |b| {
+            b.iter(|| msgpack::decode(black_box(&wire)))
+        });
+        group.bench_function(format!("encode/{name}"), |b| {
+            b.iter(|| msgpack::encode(black_box(packet)))
+        });
+    }
+    group.finish();
+}
+
 fn engineio(c: &mut Criterion) {
     let mut group = c.benchmark_group("eio");
     let packets: Vec<EioPacket> = (0..10)
@@ -171,6 +215,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = socketio, engineio
+    targets = socketio, socketio_msgpack, engineio
 }
 criterion_main!(benches);

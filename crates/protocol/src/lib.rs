@@ -5,13 +5,18 @@
 //!   binary attachments.
 //! - [`websocket`]: server-side WebSocket framing (RFC 6455) that holds no buffer between
 //!   messages.
+//! - [`msgpack`]: the same packets in the encoding of `socket.io-msgpack-parser`, one binary
+//!   message each; [`Parser`] says which of the two a server speaks.
 //!
 //! Nothing here performs I/O or depends on an async runtime. Decoding never panics and never
 //! loops on any input: every step consumes input or fails with a typed error.
 
 pub mod engine;
+pub mod msgpack;
+mod parser;
 pub mod socketio;
 pub mod websocket;
 
 pub use engine::{EioDecodeError, EioPacket};
+pub use parser::{Parser, UnknownParser};
 pub use socketio::{DecodeError, Decoded, Decoder, Packet, PacketKind};

@@ -6,6 +6,7 @@
 //! the bytes travel beside the JSON in [`Packet`]'s attachment list. This keeps relaying cheap:
 //! a packet forwarded to other sockets is never rebuilt.
 
+use crate::Parser;
 use bytes::Bytes;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -101,6 +102,19 @@ pub enum DecodeError {
     /// The reassembled packet (text plus every attachment) is over the decoder's byte limit.
     #[error("packet too large")]
     TooLarge,
+    /// A text message reached a decoder for the msgpack parser, which takes binary messages
+    /// only (usually a client with the default parser talking to a msgpack server).
+    #[error("text message for the msgpack parser")]
+    TextMessage,
+    /// A binary message that is not exactly one msgpack value.
+    #[error("invalid msgpack")]
+    InvalidMsgpack,
+    /// A msgpack packet nests deeper than [`crate::msgpack::MAX_DEPTH`].
+    #[error("msgpack nested too deep")]
+    TooDeep,
+    /// A msgpack packet whose `nsp` is missing, not a string, or does not start with `/`.
+    #[error("invalid namespace")]
+    InvalidNamespace,
 }
 
 impl DecodeError {
@@ -118,6 +132,10 @@ impl DecodeError {
             Self::UnexpectedBinary => "unexpected_binary",
             Self::InvalidPlaceholder => "invalid_placeholder",
             Self::TooLarge => "packet_too_large",
+            Self::TextMessage => "text_message",
+            Self::InvalidMsgpack => "invalid_msgpack",
+            Self::TooDeep => "too_deep",
+            Self::InvalidNamespace => "invalid_namespace",
         }
     }
 }
@@ -140,9 +158,11 @@ struct Pending {
 }
 
 /// A stateful decoder for one connection: text packets decode at once, binary packets wait for
-/// their attachments.
+/// their attachments. With [`Parser::Msgpack`] every packet is one binary message instead
+/// ([`crate::msgpack`]) and text messages are refused.
 #[derive(Debug)]
 pub struct Decoder {
+    parser: Parser,
     max_attachments: usize,
     max_bytes: usize,
     pending: Option<Pending>,
@@ -164,7 +184,14 @@ impl Decoder {
     /// once reassembled: each message may be under the transport's limit while the packet a
     /// peer builds from them is not.
     pub fn with_limits(max_attachments: usize, max_bytes: usize) -> Self {
+        Self::for_parser(Parser::Default, max_attachments, max_bytes)
+    }
+
+    /// A decoder for `parser` with the limits of [`Decoder::with_limits`]; the msgpack parser
+    /// has no attachments, so only `max_bytes` applies to it.
+    pub fn for_parser(parser: Parser, max_attachments: usize, max_bytes: usize) -> Self {
         Self {
+            parser,
             max_attachments,
             max_bytes,
             pending: None,
@@ -182,6 +209,9 @@ impl Decoder {
             self.pending = None;
             return Err(DecodeError::UnexpectedText);
         }
+        if self.parser == Parser::Msgpack {
+            return Err(DecodeError::TextMessage);
+        }
         if text.len() > self.max_bytes {
             return Err(DecodeError::TooLarge);
         }
@@ -197,8 +227,15 @@ impl Decoder {
         Ok(Decoded::NeedAttachments)
     }
 
-    /// Decodes a binary Engine.IO message: the next attachment of the pending packet.
+    /// Decodes a binary Engine.IO message: the next attachment of the pending packet, or with
+    /// the msgpack parser a whole packet.
     pub fn decode_binary(&mut self, data: Bytes) -> Result<Decoded, DecodeError> {
+        if self.parser == Parser::Msgpack {
+            if data.len() > self.max_bytes {
+                return Err(DecodeError::TooLarge);
+            }
+            return crate::msgpack::decode(&data).map(Decoded::Packet);
+        }
         let mut pending = self.pending.take().ok_or(DecodeError::UnexpectedBinary)?;
         pending.bytes = pending.bytes.saturating_add(data.len());
         if pending.bytes > self.max_bytes {

@@ -58,6 +58,11 @@ function cmdConnect(cmd) {
   if (cmd.query !== undefined) opts.query = cmd.query;
   if (typeof cmd.path === 'string') opts.path = cmd.path;
   if (cmd.extraHeaders !== undefined) opts.extraHeaders = cmd.extraHeaders;
+  // The packet encoding: "default" (socket.io-parser) or "msgpack" (socket.io-msgpack-parser).
+  if (cmd.parser === 'msgpack') opts.parser = require('socket.io-msgpack-parser');
+  else if (cmd.parser !== undefined && cmd.parser !== 'default') {
+    throw new Error(`unknown parser ${JSON.stringify(cmd.parser)}: use "default" or "msgpack"`);
+  }
   // Any other client option (e.g. rejectUnauthorized for a test certificate).
   if (cmd.opts !== undefined) Object.assign(opts, cmd.opts);
   const socket = io(socketUrl(cmd.url, cmd.nsp), opts);
@@ -76,14 +81,19 @@ function cmdConnect(cmd) {
     c.events.push({ event, args: toWire(args) });
     notify(c);
   });
-  socket.on('disconnect', (reason) => {
-    c.disconnectReason = reason;
-    log(`${name}: disconnect (${reason})`);
-    notify(c);
-  });
-
   return new Promise((resolve, reject) => {
     let settled = false;
+    socket.on('disconnect', (reason) => {
+      c.disconnectReason = reason;
+      log(`${name}: disconnect (${reason})`);
+      notify(c);
+      // Without reconnection, a connection closed before CONNECT never connects (e.g. the
+      // server uses another parser and closes on the first packet).
+      if (!settled && !opts.reconnection) {
+        settled = true;
+        reject(new Error(`disconnected before connecting: ${reason}`));
+      }
+    });
     socket.on('connect', () => {
       c.connects += 1;
       c.disconnectReason = null;

@@ -85,6 +85,7 @@ pub fn require_js() {
             "@socket.io/redis-adapter",
             "@socket.io/redis-emitter",
             "redis",
+            "socket.io-msgpack-parser",
         ] {
             let manifest = modules.join(pkg).join("package.json");
             assert!(
