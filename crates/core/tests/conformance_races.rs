@@ -7,7 +7,9 @@
 //! - a poll that arrives once the upgrade probe is answered waits for the switch: after the
 //!   client's `5` it gets 400, and without a `5` it gets the noop;
 //! - a poll whose connection closes right after its request (often in the same read) is still
-//!   handled, so its session closes and the next poll gets 400.
+//!   handled, so its session closes and the next poll gets 400;
+//! - a client that upgrades without ever polling keeps its session past pingTimeout (the
+//!   upgrade's WebSocket counts as its first request).
 //!
 //! Runs against the in-process `conformance` example server (both paths).
 
@@ -83,6 +85,31 @@ async fn poll_closed_at_once_closes_the_session(flavor: Flavor) {
         let r = fx.poll(&sid).await;
         assert_eq!(r.status, 400, "round {round}: {r:?}");
     }
+}
+
+async fn upgrade_without_a_poll_keeps_the_session(flavor: Flavor) {
+    let fx = Fx::new(flavor).await;
+    let sid = fx.polling_handshake().await;
+    let mut ws = fx.ws(&ws_sid_query(&sid)).await;
+    // Slower than pingTimeout (200 ms), which is how long a session that is never asked for is
+    // kept, and well before the first pong is due (500 ms).
+    tokio::time::sleep(Duration::from_millis(PING_TIMEOUT + 50)).await;
+    ws.send_text("2probe").await;
+    assert_eq!(ws.recv_text().await, "3probe");
+    ws.send_text("5").await;
+    ws.send_text("3").await;
+    // The session is on the WebSocket now: the old transport is refused.
+    assert_eio_error(&fx.poll(&sid).await, 400, 3, "Bad request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_upgrade_without_a_poll_keeps_the_session() {
+    upgrade_without_a_poll_keeps_the_session(Flavor::Engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_upgrade_without_a_poll_keeps_the_session() {
+    upgrade_without_a_poll_keeps_the_session(Flavor::SocketIo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,9 +169,9 @@ impl<H: Handler> Engine<H> {
             let socket = Sid::parse(sid)
                 .and_then(|sid| self.inner.sessions.get(&sid))
                 .ok_or(HttpError::UnknownSid)?;
-            if transport == TransportKind::Polling {
-                socket.polled.store(true, Ordering::Release);
-            }
+            // Any request naming the session shows its client is there: a poll, a POST, or the
+            // WebSocket of an upgrade (a client may upgrade without ever polling).
+            socket.polled.store(true, Ordering::Release);
             if !socket.answers_after_close() {
                 // Closed and waiting only for its supervisor to remove it.
                 return Err(HttpError::UnknownSid);
@@ -417,12 +417,22 @@ async fn supervise<H: Handler>(
     permit: Permit,
 ) {
     let closed = socket.closed_token().clone();
+    let opened = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = closed.cancelled() => break,
             _ = tokio::time::sleep_until(socket.next_ping()) => {}
         }
+        let due = socket.next_ping();
+        socket.ping_going_out();
         let deadline = socket.pong_deadline();
+        tracing::trace!(
+            age_ms = opened.elapsed().as_millis() as u64,
+            late_ms = due.elapsed().as_millis() as u64,
+            pong_due_ms = deadline.saturating_duration_since(opened).as_millis() as u64,
+            transport = socket.transport().as_str(),
+            "ping"
+        );
         socket.awaiting_pong.store(true, Ordering::Release);
         if socket
             .send(Outgoing::One(Frame::text("2".to_owned())))
@@ -430,16 +440,17 @@ async fn supervise<H: Handler>(
         {
             break;
         }
-        tokio::select! {
-            _ = closed.cancelled() => break,
-            _ = socket.pong.notified() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                socket.close(CloseReason::PingTimeout);
-                break;
-            }
+        if !pong_in_time(&socket, deadline).await {
+            break;
         }
     }
     let reason = socket.close_reason().unwrap_or(CloseReason::TransportClose);
+    tracing::debug!(
+        reason = reason.label(),
+        transport = socket.transport().as_str(),
+        age_ms = opened.elapsed().as_millis() as u64,
+        "session closed"
+    );
     inner
         .metrics
         .sessions_closed
@@ -462,4 +473,99 @@ async fn supervise<H: Handler>(
     }
     inner.sessions.remove(&socket.sid());
     drop(permit);
+}
+
+/// Waits for the pong to the ping just sent; false when the session closed or timed out. The
+/// pong itself decides, not which wake-up the scheduler delivers first: a starved task may find
+/// both the pong and its timer ready, and a pong that came before the deadline counts.
+async fn pong_in_time<D>(socket: &EioSocket<D>, deadline: tokio::time::Instant) -> bool {
+    let closed = socket.closed_token();
+    loop {
+        tokio::select! {
+            biased;
+            _ = closed.cancelled() => return false,
+            // A wake-up left over from an earlier pong finds `awaiting_pong` still set: keep
+            // waiting.
+            _ = socket.pong.notified() => {
+                if !socket.awaiting_pong.load(Ordering::Acquire) {
+                    return true;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if !socket.awaiting_pong.load(Ordering::Acquire) {
+                    return true;
+                }
+                socket.close(CloseReason::PingTimeout);
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    fn session(interval: Duration, timeout: Duration) -> EioSocket<()> {
+        let request = RequestInfo {
+            headers: http::HeaderMap::new(),
+            uri: http::Uri::from_static("/engine.io/"),
+            remote_addr: None,
+            time: std::time::SystemTime::now(),
+        };
+        EioSocket::new(
+            (),
+            request,
+            TransportKind::Polling,
+            Heartbeat { interval, timeout },
+            16,
+            1 << 20,
+            Arc::new(EngineMetrics::default()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_pong_before_a_late_wake_up_counts() {
+        let socket = session(Duration::from_millis(300), Duration::from_millis(200));
+        // The supervisor runs late: its deadline has passed and the pong is already in.
+        socket.awaiting_pong.store(true, Ordering::Release);
+        socket.on_pong();
+        let past = Instant::now() - Duration::from_millis(1);
+        for _ in 0..50 {
+            assert!(pong_in_time(&socket, past).await);
+            assert!(!socket.is_closed());
+        }
+    }
+
+    #[tokio::test]
+    async fn no_pong_by_the_deadline_times_out() {
+        let socket = session(Duration::from_millis(300), Duration::from_millis(200));
+        socket.awaiting_pong.store(true, Ordering::Release);
+        // A wake-up left over from an earlier pong does not count as this ping's pong.
+        socket.pong.notify_one();
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(!pong_in_time(&socket, soon).await);
+        assert!(Instant::now() >= soon);
+        assert_eq!(socket.close_reason(), Some(CloseReason::PingTimeout));
+    }
+
+    #[tokio::test]
+    async fn a_ping_taken_at_once_gets_the_whole_ping_timeout() {
+        let timeout = Duration::from_millis(200);
+        let waiting = session(Duration::from_millis(1), timeout);
+        let idle = session(Duration::from_millis(1), timeout);
+        let scheduled = idle.pong_deadline();
+        // The ping timer woke 30 ms late.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        waiting.get_pending.store(true, Ordering::Release);
+        let sent = Instant::now();
+        waiting.ping_going_out();
+        idle.ping_going_out();
+        // A waiting poll takes the ping now: the client has pingTimeout from now.
+        assert!(waiting.pong_deadline() >= sent + timeout);
+        // Nobody is polling: the ping waits in the queue and the deadline stays the session's.
+        assert_eq!(idle.pong_deadline(), scheduled);
+    }
 }

@@ -139,7 +139,7 @@ pub struct EioSocket<D> {
     pub(crate) close_packet: AtomicBool,
     pub(crate) post_in_flight: AtomicBool,
     pub(crate) get_pending: AtomicBool,
-    /// Set by the first GET or POST after the handshake.
+    /// Set by the first request after the handshake (a GET, a POST or an upgrade's WebSocket).
     pub(crate) polled: AtomicBool,
     pub(crate) drained: Notify,
     closed: CancellationToken,
@@ -344,6 +344,20 @@ impl<D> EioSocket<D> {
             let next = self.opened.elapsed() + self.heartbeat.interval + self.heartbeat.timeout;
             self.pong_deadline_us.store(micros(next), Ordering::Release);
             self.pong.notify_one();
+        }
+    }
+
+    /// Called as the supervisor sends a ping. When a transport takes it at once (a WebSocket, or
+    /// a poll that is waiting), the client gets its whole pingTimeout from now, as in Node, even
+    /// if the timer woke late. A ping that waits in the queue for the next poll keeps the
+    /// deadline of the session's own instants, so a client that stopped polling times out on
+    /// time.
+    pub(crate) fn ping_going_out(&self) {
+        let delivered_now = self.transport() == TransportKind::Websocket
+            || self.get_pending.load(Ordering::Acquire);
+        if delivered_now {
+            let from_now = micros(self.opened.elapsed() + self.heartbeat.timeout);
+            self.pong_deadline_us.fetch_max(from_now, Ordering::AcqRel);
         }
     }
 
