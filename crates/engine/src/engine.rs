@@ -510,7 +510,7 @@ mod tests {
 
     fn session(interval: Duration, timeout: Duration) -> EioSocket<()> {
         let request = RequestInfo {
-            headers: http::HeaderMap::new(),
+            headers: Arc::default(),
             uri: http::Uri::from_static("/engine.io/"),
             remote_addr: None,
             time: std::time::SystemTime::now(),
