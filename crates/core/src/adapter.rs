@@ -5,8 +5,11 @@
 //! locally through the [`LocalAdapter`] handle it is given and forwards it to the other nodes,
 //! which apply it through theirs. The public API above never changes.
 
+use crate::config::ConnectionStateRecovery;
+use crate::metrics::SocketIoMetrics;
 use crate::namespace::Namespace;
 use crate::payload::Payload;
+use crate::recovery::{MemoryStore, RecoveredSession, RecoveryFailure, SessionState};
 use crate::room::Room;
 use crate::socket::SocketInfo;
 use bytes::Bytes;
@@ -156,6 +159,45 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Stops the adapter (namespace shutdown).
     fn close(&self) {}
+
+    /// Connection state recovery: keeps a recoverable packet (an EVENT with no ack, not
+    /// volatile) addressed by `opts` for replay, and returns the offset the sender appends to
+    /// it as its last argument (the kept copy must carry it too: replays send it as it was
+    /// sent). Called only while recovery is on. `None`: this adapter keeps
+    /// no packets, so the packet goes out without an offset.
+    fn record_packet(&self, _packet: &EventPacket, _opts: &BroadcastOptions) -> Option<String> {
+        None
+    }
+
+    /// Connection state recovery: keeps the session of a socket that lost its connection for
+    /// the recovery window. Never blocks on the network.
+    fn persist_session(&self, _session: SessionState) {}
+
+    /// Connection state recovery: a snapshot of a connected socket's session
+    /// (`disconnected_at` 0), given once it is connected and again after its rooms or data
+    /// change, so that a cluster adapter can keep it where another node finds it should this
+    /// node die. Never blocks on the network.
+    fn keep_session(&self, _session: SessionState) {}
+
+    /// True when this adapter wants [`Adapter::keep_session`] snapshots (building one costs a
+    /// copy of the socket's rooms and data, so sockets skip it otherwise).
+    fn keeps_live_sessions(&self) -> bool {
+        false
+    }
+
+    /// Connection state recovery: the socket with private id `pid` left for a reason that
+    /// keeps no session (a namespace disconnect); drop any snapshot of it.
+    fn forget_session(&self, _pid: &str) {}
+
+    /// Connection state recovery: takes back session `pid` (once) and the packets addressed
+    /// to it after `offset`, in the order they were sent.
+    fn restore_session(
+        &self,
+        _pid: String,
+        _offset: String,
+    ) -> BoxFuture<'static, Result<RecoveredSession, RecoveryFailure>> {
+        Box::pin(async { Err(RecoveryFailure::Unsupported) })
+    }
 }
 
 /// Creates the adapter of each namespace.
@@ -183,6 +225,17 @@ impl LocalAdapter {
     /// The namespace name.
     pub fn namespace(&self) -> &str {
         &self.name
+    }
+
+    /// The connection state recovery options, when recovery is on.
+    pub fn recovery(&self) -> Option<ConnectionStateRecovery> {
+        self.with(|ns| ns.config().connection_state_recovery.clone())
+            .flatten()
+    }
+
+    /// The Socket.IO layer's metrics (recovery results and store sizes live there).
+    pub fn metrics(&self) -> Option<Arc<SocketIoMetrics>> {
+        self.with(|ns| ns.metrics_handle())
     }
 
     fn with<T>(&self, f: impl FnOnce(&Namespace) -> T) -> Option<T> {
@@ -257,10 +310,21 @@ impl LocalAdapter {
     }
 }
 
-/// The default adapter: this process only.
-#[derive(Debug)]
+/// The default adapter: this process only. With connection state recovery on, it keeps the
+/// namespace's recoverable packets and disconnected sessions in memory, as Node's
+/// `SessionAwareAdapter` does.
 pub struct InMemoryAdapter {
     local: LocalAdapter,
+    store: Option<MemoryStore>,
+}
+
+impl std::fmt::Debug for InMemoryAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryAdapter")
+            .field("local", &self.local)
+            .field("recovery", &self.store.is_some())
+            .finish()
+    }
 }
 
 /// Creates [`InMemoryAdapter`]s.
@@ -269,7 +333,11 @@ pub struct InMemoryAdapterFactory;
 
 impl AdapterFactory for InMemoryAdapterFactory {
     fn create(&self, local: LocalAdapter) -> Arc<dyn Adapter> {
-        Arc::new(InMemoryAdapter { local })
+        let store = match (local.recovery(), local.metrics()) {
+            (Some(config), Some(metrics)) => Some(MemoryStore::new(config, metrics)),
+            _ => None,
+        };
+        Arc::new(InMemoryAdapter { local, store })
     }
 }
 
@@ -357,5 +425,27 @@ impl Adapter for InMemoryAdapter {
 
     fn server_count(&self) -> BoxFuture<'static, usize> {
         Box::pin(async { 1 })
+    }
+
+    fn record_packet(&self, packet: &EventPacket, opts: &BroadcastOptions) -> Option<String> {
+        self.store.as_ref().map(|s| s.record(packet, opts))
+    }
+
+    fn persist_session(&self, session: SessionState) {
+        if let Some(store) = &self.store {
+            store.persist(session);
+        }
+    }
+
+    fn restore_session(
+        &self,
+        pid: String,
+        offset: String,
+    ) -> BoxFuture<'static, Result<RecoveredSession, RecoveryFailure>> {
+        let result = match &self.store {
+            Some(store) => store.restore(&pid, &offset),
+            None => Err(RecoveryFailure::Unsupported),
+        };
+        Box::pin(async move { result })
     }
 }

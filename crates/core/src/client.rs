@@ -213,8 +213,27 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         );
     };
     let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
-    let socket = Socket::new(ns.clone(), conn.clone(), auth);
-    if let Err(err) = ns.run_middlewares(&socket).await {
+    let recovery = server.shared.config.connection_state_recovery.as_ref();
+    let restored = match recovery {
+        Some(_) => restore(server, &ns, &auth).await,
+        None => None,
+    };
+    let (restored, missed) = match restored {
+        Some(r) => (Some(r.0), r.1),
+        None => (None, Vec::new()),
+    };
+    let rooms = restored
+        .as_ref()
+        .map(|r| r.rooms.clone())
+        .unwrap_or_default();
+    let identity = restored.map(|r| (r.sid, r.pid, r.data));
+    let socket = Socket::new(ns.clone(), conn.clone(), auth, identity);
+    let skip = socket.recovered() && recovery.is_some_and(|r| r.skip_middlewares);
+    let refused = match skip {
+        true => Ok(()),
+        false => ns.run_middlewares(&socket).await,
+    };
+    if let Err(err) = refused {
         socket.leave_all();
         metrics
             .connect_errors
@@ -242,6 +261,7 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     }
     ns.insert_socket(socket.clone());
     socket.connect_now();
+    socket.join(rooms);
     metrics.sockets.inc();
     metrics.connects.inc();
     // Packets of this connection are handled one at a time, so no event from the client can
@@ -249,11 +269,119 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
     // queued, whatever is sent to the socket (by the handlers or by broadcasts elsewhere)
     // waits behind it.
     ns.run_connection_handlers(&socket);
-    socket.flush_connect(encode(
-        server.shared.config.parser,
-        &Packet::connect_ok(&nsp, socket.id().as_str()),
-    ));
+    let reply = match socket.pid() {
+        Some(pid) => Packet {
+            nsp: nsp.clone(),
+            kind: PacketKind::Connect(Some(
+                serde_json::json!({ "sid": socket.id().as_str(), "pid": pid.as_str() }),
+            )),
+        },
+        None => Packet::connect_ok(&nsp, socket.id().as_str()),
+    };
+    socket.flush_connect(missed, encode(server.shared.config.parser, &reply));
+    socket.start_keeping();
     metrics
         .connect_duration
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// A session taken back: its id, private id, rooms and data, and the packets it missed.
+struct Restored {
+    sid: Sid,
+    pid: Sid,
+    rooms: Vec<crate::Room>,
+    data: Value,
+}
+
+/// Connection state recovery: takes back the session named by `auth.pid` with the packets
+/// after `auth.offset`, when the client sent both (as strings). Every attempt is counted by
+/// result; a failed one gives the client a fresh session.
+async fn restore(
+    server: &ServerInner,
+    ns: &crate::Namespace,
+    auth: &Value,
+) -> Option<(Restored, Vec<Frame>)> {
+    let (Some(Value::String(pid)), Some(Value::String(offset))) =
+        (auth.get("pid"), auth.get("offset"))
+    else {
+        return None;
+    };
+    let adapter = ns.adapter()?;
+    // The replay goes out as one queue item ahead of the CONNECT reply; past half the
+    // connection's queue cap, what follows it would make the client look slow.
+    let max_replay = server.shared.config.engine.max_queue_bytes / 2;
+    let parser = server.shared.config.parser;
+    let result = adapter
+        .restore_session(pid.clone(), offset.clone())
+        .await
+        .and_then(|r| {
+            let ids = Sid::parse(&r.session.sid).zip(Sid::parse(&r.session.pid));
+            let (sid, pid) = ids.ok_or(crate::RecoveryFailure::InvalidSession)?;
+            let restored = Restored {
+                sid,
+                pid,
+                rooms: r.session.rooms.into_iter().map(crate::Room::from).collect(),
+                data: r.session.data,
+            };
+            let missed = replay_frames(parser, ns.name(), r.missed, max_replay)?;
+            Ok((restored, missed))
+        });
+    let label = match &result {
+        Ok(_) => "recovered",
+        Err(e) => e.label(),
+    };
+    server
+        .shared
+        .metrics
+        .recoveries
+        .get_or_create(&[("result", label)])
+        .inc();
+    match result {
+        Ok(r) => {
+            // A snapshot of a socket this node still thinks connected (its connection died
+            // unnoticed): the client has moved on, so the old one goes first.
+            if let Some(old) = ns.socket(&r.0.sid) {
+                old.disconnect(true);
+            }
+            tracing::debug!(nsp = ns.name(), sid = %r.0.sid, missed = r.1.len(), "connection state recovered");
+            Some(r)
+        }
+        Err(e) => {
+            tracing::debug!(nsp = ns.name(), reason = %e, "connection state not recovered; a fresh session");
+            None
+        }
+    }
+}
+
+/// The missed packets encoded for `nsp`, frame after frame; refused past `max_bytes`.
+fn replay_frames(
+    parser: Parser,
+    nsp: &str,
+    missed: Vec<crate::EventPacket>,
+    max_bytes: usize,
+) -> Result<Vec<Frame>, crate::RecoveryFailure> {
+    let mut frames = Vec::with_capacity(missed.len());
+    let mut bytes = 0usize;
+    for p in missed {
+        let item = encode(
+            parser,
+            &Packet {
+                nsp: nsp.to_owned(),
+                kind: PacketKind::Event {
+                    data: p.data,
+                    id: None,
+                    attachments: p.attachments,
+                },
+            },
+        );
+        bytes += item.len();
+        if bytes > max_bytes {
+            return Err(crate::RecoveryFailure::TooManyMissed);
+        }
+        match item {
+            Outgoing::One(f) => frames.push(f),
+            Outgoing::Many(fs) => frames.extend(fs.iter().cloned()),
+        }
+    }
+    Ok(frames)
 }

@@ -23,7 +23,8 @@
 //! Layout: [`Server`] holds [`Namespace`]s; a namespace holds [`Socket`]s, its rooms and an
 //! [`Adapter`]; [`BroadcastOperator`] selects sockets (`to`, `except`, `volatile`, `local`,
 //! `timeout`) and acts on them through the adapter; `client.rs` decodes each connection's
-//! packets and dispatches them.
+//! packets and dispatches them; `recovery.rs` holds connection state recovery's session
+//! types and the in-memory store of sessions and recoverable packets.
 
 mod adapter;
 mod client;
@@ -33,6 +34,7 @@ mod metrics;
 mod namespace;
 mod operators;
 mod payload;
+mod recovery;
 mod room;
 mod server;
 mod socket;
@@ -43,12 +45,13 @@ pub use adapter::{
     BroadcastOptions, EventPacket, InMemoryAdapter, InMemoryAdapterFactory, LocalAdapter, Partial,
 };
 pub use client::{Client, SocketIoHandler};
-pub use config::ServerConfig;
+pub use config::{ConnectionStateRecovery, ServerConfig};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use metrics::SocketIoMetrics;
 pub use namespace::Namespace;
 pub use operators::BroadcastOperator;
 pub use payload::Payload;
+pub use recovery::{now_ms, packet_size, RecoveredSession, RecoveryFailure, SessionState};
 pub use room::{IntoRooms, Room};
 pub use server::{DynamicNamespace, Server};
 pub use socket::{Ack, Event, Handshake, Socket, SocketInfo, SocketRef, Verdict, VolatileSocket};

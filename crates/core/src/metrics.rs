@@ -37,6 +37,20 @@ pub struct SocketIoMetrics {
     pub broadcast_duration: Histogram,
     /// Socket.IO packets queued to sockets (events, acks, connects, disconnects).
     pub packets_sent: Counter,
+    /// Reconnections that asked for connection state recovery, by result (`recovered`, or
+    /// why not: `unknown_session`, `expired`, `unknown_offset`, `unavailable`, ...).
+    pub recoveries: Family<Label, Counter>,
+    /// Disconnected sessions handed to the adapter to keep for recovery.
+    pub sessions_persisted: Counter,
+    /// Disconnected sessions kept in this process for recovery (in-memory adapter).
+    pub recovery_sessions: Gauge,
+    /// Recoverable packets kept in this process (in-memory adapter).
+    pub recovery_packets: Gauge,
+    /// Bytes of the recoverable packets kept in this process (in-memory adapter).
+    pub recovery_bytes: Gauge,
+    /// Recoverable packets and sessions dropped before a client took them back, by kind
+    /// (`packet_age`, `packet_count`, `packet_bytes`, `session_age`, `session_count`).
+    pub recovery_evictions: Family<Label, Counter>,
 }
 
 /// 50 µs to about 13 s, ×4 per bucket.
@@ -59,6 +73,12 @@ impl Default for SocketIoMetrics {
             connect_duration: latency_buckets(),
             broadcast_duration: latency_buckets(),
             packets_sent: Counter::default(),
+            recoveries: Family::default(),
+            sessions_persisted: Counter::default(),
+            recovery_sessions: Gauge::default(),
+            recovery_packets: Gauge::default(),
+            recovery_bytes: Gauge::default(),
+            recovery_evictions: Family::default(),
         }
     }
 }
@@ -122,6 +142,36 @@ impl SocketIoMetrics {
             "packets_sent",
             "Socket.IO packets queued to sockets",
             self.packets_sent.clone(),
+        );
+        r.register(
+            "recoveries",
+            "Reconnections that asked for connection state recovery, by result",
+            self.recoveries.clone(),
+        );
+        r.register(
+            "sessions_persisted",
+            "Disconnected sessions handed to the adapter to keep for recovery",
+            self.sessions_persisted.clone(),
+        );
+        r.register(
+            "recovery_sessions",
+            "Disconnected sessions kept in this process for recovery",
+            self.recovery_sessions.clone(),
+        );
+        r.register(
+            "recovery_packets",
+            "Recoverable packets kept in this process",
+            self.recovery_packets.clone(),
+        );
+        r.register(
+            "recovery_bytes",
+            "Bytes of the recoverable packets kept in this process",
+            self.recovery_bytes.clone(),
+        );
+        r.register(
+            "recovery_evictions",
+            "Recoverable packets and sessions dropped before a client took them back, by kind",
+            self.recovery_evictions.clone(),
         );
     }
 }

@@ -128,6 +128,21 @@ impl Namespace {
         &self.shared.metrics
     }
 
+    pub(crate) fn metrics_handle(&self) -> Arc<SocketIoMetrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Connection state recovery: gives a recoverable packet its offset (appended as its last
+    /// argument) when recovery is on and the adapter keeps packets.
+    pub(crate) fn add_offset(&self, packet: &mut EventPacket, opts: &BroadcastOptions) {
+        if self.config().connection_state_recovery.is_none() {
+            return;
+        }
+        if let Some(offset) = self.adapter().and_then(|a| a.record_packet(packet, opts)) {
+            packet.data.push(Value::String(offset));
+        }
+    }
+
     pub(crate) fn next_ack_id(&self) -> u64 {
         self.ack_ids.fetch_add(1, Ordering::Relaxed)
     }

@@ -87,7 +87,10 @@ impl BroadcastOperator {
 
     /// Emits `event` to the selected sockets.
     pub fn emit(self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let packet = event_for_broadcast(event, payload.into())?;
+        let mut packet = event_for_broadcast(event, payload.into())?;
+        if !self.opts.flags.volatile {
+            self.ns.add_offset(&mut packet, &self.opts);
+        }
         if self.opts.flags.local {
             self.local_adapter().broadcast(&packet, &self.opts);
         } else if let Some(adapter) = self.ns.adapter() {

@@ -160,6 +160,13 @@ pub(crate) enum AckTarget {
 /// One client's membership of one namespace.
 pub struct Socket {
     id: Sid,
+    /// Private session id (connection state recovery on): the client presents it to take
+    /// its session back; never shown to anyone else.
+    pid: Option<Sid>,
+    recovered: bool,
+    /// Set once connected (recovery on): room and data changes refresh the adapter's
+    /// snapshot of the session.
+    keeping: AtomicBool,
     pub(crate) ns: Arc<Namespace>,
     pub(crate) conn: Conn,
     handshake: Handshake,
@@ -190,7 +197,13 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(ns: Arc<Namespace>, conn: Conn, auth: Value) -> SocketRef {
+    /// A socket for `conn`; with `restored`, it takes that session's ids and data back.
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        conn: Conn,
+        auth: Value,
+        restored: Option<(Sid, Sid, Value)>,
+    ) -> SocketRef {
         let req = conn.request();
         // Percent-decoded, `+` as a space, the first of repeated keys: Node's `querystring`.
         let mut query: HashMap<String, String> = HashMap::new();
@@ -208,12 +221,25 @@ impl Socket {
             time: req.time,
             url: req.uri.to_string(),
         };
+        let recovery = ns.config().connection_state_recovery.is_some();
+        let recovered = restored.is_some();
+        let (id, pid, data) = match restored {
+            Some((id, pid, data)) => (id, Some(pid), data),
+            None => (
+                Sid::random(),
+                recovery.then(Sid::random),
+                Value::Object(Default::default()),
+            ),
+        };
         Arc::new(Self {
-            id: Sid::random(),
+            id,
+            pid,
+            recovered,
+            keeping: AtomicBool::new(false),
             ns,
             conn,
             handshake,
-            data: Mutex::new(Value::Object(Default::default())),
+            data: Mutex::new(data),
             extensions: Mutex::new(http::Extensions::new()),
             rooms: Mutex::new(HashSet::new()),
             handlers: RwLock::new(HashMap::new()),
@@ -232,6 +258,17 @@ impl Socket {
     /// The socket id (public: other clients may know it).
     pub fn id(&self) -> Sid {
         self.id
+    }
+
+    /// True when this socket took back the session of an earlier connection (connection
+    /// state recovery): same id, rooms and data, and the packets it missed were replayed.
+    /// Node's `socket.recovered`.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    pub(crate) fn pid(&self) -> Option<Sid> {
+        self.pid
     }
 
     /// The namespace.
@@ -255,6 +292,7 @@ impl Socket {
             let mut d = self.data.lock();
             *d = value;
         }
+        self.keep_session();
     }
 
     /// Stores a typed value on the socket, for this node's own handlers (unlike
@@ -351,7 +389,23 @@ impl Socket {
 
     /// Sends `event` to this client.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let packet = event_packet(self.ns.name(), event, payload.into(), None)?;
+        let mut packet = event_for_broadcast(event, payload.into())?;
+        if self.pid.is_some() {
+            // Recoverable, as Node's emit through the adapter to the socket's own room.
+            let opts = crate::adapter::BroadcastOptions {
+                rooms: vec![Room::from(self.id)],
+                ..Default::default()
+            };
+            self.ns.add_offset(&mut packet, &opts);
+        }
+        let packet = Packet {
+            nsp: self.ns.name().to_owned(),
+            kind: PacketKind::Event {
+                data: packet.data,
+                id: None,
+                attachments: packet.attachments,
+            },
+        };
         self.send_packet(&packet, false)
     }
 
@@ -393,21 +447,31 @@ impl Socket {
 
     /// Joins `rooms`.
     pub fn join(&self, rooms: impl IntoRooms) {
+        let mut changed = false;
         for room in rooms.into_rooms() {
             let fresh = self.rooms.lock().insert(room.clone());
             if fresh {
                 self.ns.room_add(&room, self.id);
+                changed = true;
             }
+        }
+        if changed {
+            self.keep_session();
         }
     }
 
     /// Leaves `rooms`.
     pub fn leave(&self, rooms: impl IntoRooms) {
+        let mut changed = false;
         for room in rooms.into_rooms() {
             let was = self.rooms.lock().remove(&room);
             if was {
                 self.ns.room_remove(&room, &self.id);
+                changed = true;
             }
+        }
+        if changed {
+            self.keep_session();
         }
     }
 
@@ -461,14 +525,75 @@ impl Socket {
         self.join(Room::from(self.id));
     }
 
-    /// Queues the CONNECT reply, then everything emitted to the socket meanwhile, in order.
-    pub(crate) fn flush_connect(&self, reply: Outgoing) {
+    /// Queues the packets a recovered socket missed (before the CONNECT reply, as Node
+    /// writes them: the client holds them until it is connected), the reply, then
+    /// everything emitted to the socket meanwhile, in order.
+    pub(crate) fn flush_connect(&self, missed: Vec<switchboard_engine::Frame>, reply: Outgoing) {
         let mut buffered = self.buffered.lock();
-        let _ = self.conn.send(reply);
+        if missed.is_empty() {
+            let _ = self.conn.send(reply);
+        } else {
+            // One queue item, however many packets: a replay never overflows the queue's
+            // item count, and its size was checked against the byte cap.
+            let count = missed.len() as u64;
+            let mut frames = missed;
+            match reply {
+                Outgoing::One(f) => frames.push(f),
+                Outgoing::Many(fs) => frames.extend(fs.iter().cloned()),
+            }
+            if self.conn.send(Outgoing::Many(frames.into())).is_ok() {
+                self.ns.metrics().packets_sent.inc_by(count);
+            }
+        }
         for (item, volatile) in buffered.drain(..) {
             let _ = self.raw_send(item, volatile);
         }
         self.buffering.store(false, Ordering::Release);
+    }
+
+    fn session_state(&self, pid: Sid, disconnected_at: u64) -> crate::recovery::SessionState {
+        crate::recovery::SessionState {
+            sid: self.id.to_string(),
+            pid: pid.to_string(),
+            rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
+            data: self.data(),
+            disconnected_at,
+        }
+    }
+
+    /// Connection state recovery: from now on, keeps the adapter's snapshot of the session
+    /// current (a first one now).
+    pub(crate) fn start_keeping(&self) {
+        if self.pid.is_some() {
+            self.keeping.store(true, Ordering::Release);
+            self.keep_session();
+        }
+    }
+
+    fn keep_session(&self) {
+        let Some(pid) = self.pid else { return };
+        if !self.keeping.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(adapter) = self.ns.adapter().filter(|a| a.keeps_live_sessions()) {
+            adapter.keep_session(self.session_state(pid, 0));
+        }
+    }
+
+    /// Connection state recovery: leaves the session behind when the connection was lost,
+    /// and drops its snapshot otherwise.
+    fn persist_session(&self, reason: DisconnectReason) {
+        let Some(pid) = self.pid else { return };
+        self.keeping.store(false, Ordering::Release);
+        let Some(adapter) = self.ns.adapter() else {
+            return;
+        };
+        if !crate::recovery::is_recoverable(reason) {
+            adapter.forget_session(pid.as_str());
+            return;
+        }
+        adapter.persist_session(self.session_state(pid, crate::recovery::now_ms()));
+        self.ns.metrics().sessions_persisted.inc();
     }
 
     /// Leaves every room (a refused connection must not leave members behind).
@@ -495,6 +620,7 @@ impl Socket {
         for h in disconnecting {
             h(self, reason);
         }
+        self.persist_session(reason);
         self.leave_all();
         self.ns.remove_socket(&self.id);
         self.conn.data.remove(self.ns.name(), &self.id);

@@ -147,6 +147,12 @@ pub struct Args {
     /// Time to drain connections on SIGTERM before exiting (a bare number is seconds).
     #[arg(long, alias = "drain-timeout-secs", env = "SWITCHBOARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::config_file::duration_secs)]
     pub drain_timeout: Duration,
+    /// Connection state recovery: a client whose connection dropped gets its socket id, rooms
+    /// and the packets it missed back if it returns within this window (`2m`; a bare number
+    /// is seconds). `0`: off. With --redis-url the state is kept in Redis, so any node can
+    /// recover it.
+    #[arg(long, env = "SWITCHBOARD_RECOVERY_WINDOW", default_value = "0", value_parser = crate::config_file::duration_secs)]
+    pub recovery_window: Duration,
     /// Redis URL (`redis://[[user]:password@]host:port[/db]`, `rediss://` for TLS; `user` is
     /// a Redis ACL user): joins the cluster on that Redis. Unset: a single node.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
@@ -543,6 +549,12 @@ impl Args {
             }
         };
         // An empty value (a compose variable left unset) means "not set".
+        if self.recovery_window > Duration::from_secs(24 * 3600) {
+            return Err(format!(
+                "--recovery-window {}: at most 24h (sessions and missed packets are kept that long); use e.g. 2m, or 0 to turn recovery off",
+                humantime::format_duration(self.recovery_window)
+            ));
+        }
         let static_dir = self.static_dir.filter(|d| !d.as_os_str().is_empty());
         if let Some(dir) = &static_dir {
             if !dir.is_dir() {
@@ -561,6 +573,15 @@ impl Args {
                 engine,
                 connect_timeout: self.connect_timeout,
                 max_attachments: self.max_attachments,
+                connection_state_recovery: (!self.recovery_window.is_zero()).then(|| {
+                    switchboard::ConnectionStateRecovery {
+                        max_disconnection_duration: self.recovery_window,
+                        // The token is checked again (and the backend's connect hook asked):
+                        // a recovered socket keeps no rights its credentials no longer give.
+                        skip_middlewares: false,
+                        ..Default::default()
+                    }
+                }),
                 parser,
                 ..ServerConfig::default()
             },

@@ -183,7 +183,7 @@ pub(crate) struct Node<W: Wire> {
 }
 
 /// The [`Adapter`] of a namespace on the Redis bus.
-pub(crate) struct RedisAdapter<W: Wire>(Arc<Node<W>>);
+pub(crate) struct RedisAdapter<W: Wire>(Arc<Node<W>>, Option<Arc<crate::recovery::Recovery>>);
 
 impl<W: Wire> std::fmt::Debug for RedisAdapter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,7 +214,19 @@ impl<W: Wire> RedisAdapter<W> {
         for (kind, channel) in node.wire.subscriptions() {
             node.bus.subscribe(kind, channel, route.clone());
         }
-        Self(node)
+        let recovery = match node.local.recovery() {
+            Some(_) if node.bus.shared.config.cluster => {
+                tracing::warn!(nsp = node.local.namespace(), "connection state recovery is not available with a Redis Cluster: clients reconnect with fresh sessions (use a single Redis server to recover across nodes)");
+                None
+            }
+            Some(config) => Some(crate::recovery::Recovery::start(
+                config,
+                node.bus.clone(),
+                node.local.namespace(),
+            )),
+            None => None,
+        };
+        Self(node, recovery)
     }
 }
 
@@ -800,6 +812,44 @@ impl<W: Wire> Adapter for RedisAdapter<W> {
 
     fn is_ready(&self) -> bool {
         self.0.bus.is_ready()
+    }
+
+    fn record_packet(&self, packet: &EventPacket, opts: &BroadcastOptions) -> Option<String> {
+        self.1.as_ref().map(|r| r.record(packet, opts))
+    }
+
+    fn keeps_live_sessions(&self) -> bool {
+        self.1.is_some()
+    }
+
+    fn keep_session(&self, session: switchboard::SessionState) {
+        if let Some(r) = &self.1 {
+            r.keep(session);
+        }
+    }
+
+    fn persist_session(&self, session: switchboard::SessionState) {
+        if let Some(r) = &self.1 {
+            r.persist(session);
+        }
+    }
+
+    fn forget_session(&self, pid: &str) {
+        if let Some(r) = &self.1 {
+            r.forget(pid);
+        }
+    }
+
+    fn restore_session(
+        &self,
+        pid: String,
+        offset: String,
+    ) -> BoxFuture<'static, Result<switchboard::RecoveredSession, switchboard::RecoveryFailure>>
+    {
+        match &self.1 {
+            Some(r) => r.restore(pid, offset),
+            None => Box::pin(async { Err(switchboard::RecoveryFailure::Unsupported) }),
+        }
     }
 
     fn close(&self) {

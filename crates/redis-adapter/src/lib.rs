@@ -21,6 +21,7 @@ mod classic;
 mod cluster;
 pub mod codec;
 mod metrics;
+mod recovery;
 mod sharded;
 
 pub use metrics::{LossReason, RedisMetrics};

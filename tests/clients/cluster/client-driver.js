@@ -168,7 +168,25 @@ function cmdStatus(cmd) {
     disconnect_reason: c.disconnectReason,
     sid: c.socket.id ?? null,
     connects: c.connects,
+    recovered: c.socket.recovered === true,
   };
+}
+
+// Connection state recovery: the next reconnection goes to `url` (another node), as it would
+// behind a load balancer after the first node died.
+function cmdSetUrl(cmd) {
+  const c = getClient(cmd.name);
+  if (typeof cmd.url !== 'string') throw new Error('setUrl needs a "url"');
+  c.socket.io.uri = cmd.url;
+  return {};
+}
+
+// Closes the Engine.IO connection under the socket (no Socket.IO DISCONNECT): with
+// `reconnection: true` the client reconnects and asks for its session back.
+function cmdDropTransport(cmd) {
+  const c = getClient(cmd.name);
+  c.socket.io.engine.close();
+  return {};
 }
 
 function cmdDisconnect(cmd) {
@@ -193,6 +211,8 @@ async function handle(cmd) {
     case 'clear': getClient(cmd.name).events = []; return {};
     case 'status': return cmdStatus(cmd);
     case 'disconnect': return cmdDisconnect(cmd);
+    case 'setUrl': return cmdSetUrl(cmd);
+    case 'dropTransport': return cmdDropTransport(cmd);
     case 'exit': setImmediate(shutdown); return {};
     default: throw new Error(`unknown command ${JSON.stringify(cmd.cmd)}`);
   }

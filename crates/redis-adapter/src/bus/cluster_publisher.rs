@@ -106,6 +106,8 @@ pub(super) async fn publisher(
                     shard,
                     counted,
                 }),
+                // Connection state recovery is off in Redis Cluster mode (lib.rs): never sent.
+                PubCmd::Write { .. } => shared.metrics.lost(LossReason::Error, 1),
                 PubCmd::Query { cmd, reply } => {
                     send_all(&shared, &mut nodes, std::mem::take(&mut pending)).await;
                     let _ = reply.send(query(&shared, &mut nodes, cmd).await);

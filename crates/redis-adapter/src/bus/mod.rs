@@ -65,6 +65,9 @@ enum PubCmd {
         cmd: redis::Cmd,
         reply: oneshot::Sender<Result<redis::Value, String>>,
     },
+    /// A keyed write whose answer nobody waits for (connection state recovery), pipelined
+    /// with the publishes in queue order.
+    Write { cmd: redis::Cmd },
 }
 
 /// A change of the wanted subscriptions.
@@ -162,6 +165,20 @@ impl Bus {
             shard,
             counted: true,
         }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.metrics.lost(LossReason::QueueFull, 1);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.metrics.lost(LossReason::Disconnected, 1);
+            }
+        }
+    }
+
+    /// Queues a write (connection state recovery) behind the publishes queued before it;
+    /// never waits. A full queue or a closed bus counts it lost.
+    pub(crate) fn write(&self, cmd: redis::Cmd) {
+        match self.pub_tx.try_send(PubCmd::Write { cmd }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.shared.metrics.lost(LossReason::QueueFull, 1);

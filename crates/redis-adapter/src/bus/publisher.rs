@@ -112,6 +112,10 @@ pub(super) async fn publisher(
                     pending += 1;
                     counted_n += u64::from(counted);
                 }
+                PubCmd::Write { cmd } => {
+                    pipe.add_command(cmd).ignore();
+                    pending += 1;
+                }
                 PubCmd::Query { cmd, reply } => {
                     if broken {
                         let _ = reply.send(Err("Redis connection lost".into()));
@@ -208,6 +212,7 @@ pub(super) fn take_batch(
 pub(super) fn fail(m: &RedisMetrics, cmd: PubCmd, reason: LossReason, why: &str) {
     match cmd {
         PubCmd::Publish { counted, .. } => m.lost(reason, u64::from(counted)),
+        PubCmd::Write { .. } => m.lost(reason, 1),
         PubCmd::Query { reply, .. } => {
             let _ = reply.send(Err(why.to_owned()));
         }
