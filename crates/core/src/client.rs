@@ -21,6 +21,8 @@ pub struct Client {
     decoder: Mutex<Decoder>,
     sockets: Mutex<HashMap<String, SocketRef>>,
     joined_once: AtomicBool,
+    /// The connect-timeout timer, stopped as soon as a namespace is joined.
+    connect_timer: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -92,23 +94,30 @@ impl Handler for SocketIoHandler {
             )),
             sockets: Mutex::new(HashMap::new()),
             joined_once: AtomicBool::new(false),
+            connect_timer: Mutex::new(None),
         }
     }
 
     fn on_open(&self, conn: &Conn) {
         let timeout = self.server.shared.config.connect_timeout;
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            let closed = conn.closed_token().clone();
+        let session = conn.clone();
+        let timer = tokio::spawn(async move {
+            let closed = session.closed_token().clone();
             tokio::select! {
                 _ = closed.cancelled() => {}
                 _ = tokio::time::sleep(timeout) => {
-                    if !conn.data.joined_once.load(Ordering::Acquire) {
-                        conn.close(CloseReason::ForcedClose);
+                    if !session.data.joined_once.load(Ordering::Acquire) {
+                        session.close(CloseReason::ForcedClose);
                     }
                 }
             }
         });
+        let mut slot = conn.data.connect_timer.lock();
+        if conn.data.joined_once.load(Ordering::Acquire) {
+            timer.abort();
+        } else {
+            *slot = Some(timer.abort_handle());
+        }
     }
 
     async fn on_message(&self, conn: &Conn, message: Incoming) {
@@ -245,6 +254,11 @@ async fn connect(server: &Arc<ServerInner>, conn: &Conn, nsp: String, auth: Opti
         sockets.insert(nsp.clone(), socket.clone());
     }
     conn.data.joined_once.store(true, Ordering::Release);
+    // The timer task would otherwise live (with its session) until the timeout.
+    let timer = conn.data.connect_timer.lock().take();
+    if let Some(timer) = timer {
+        timer.abort();
+    }
     ns.insert_socket(socket.clone());
     socket.connect_now();
     socket.join(rooms);

@@ -40,8 +40,8 @@ pub enum Verdict {
 /// What the client sent when it connected to the namespace.
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    /// Request headers of the connection.
-    pub headers: http::HeaderMap,
+    /// Request headers of the connection (shared with the engine session, not copied).
+    pub headers: Arc<http::HeaderMap>,
     /// Query parameters of the connection URL, decoded as Node's engine.io does (its
     /// `URLSearchParams`: percent-decoded, `+` is a space; of a repeated key, the last value).
     pub query: HashMap<String, String>,

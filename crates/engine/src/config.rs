@@ -57,7 +57,8 @@ pub struct EngineConfig {
     pub max_queue_bytes: usize,
     /// Outbound queue cap per session in queued items. Default 4096.
     pub max_queue_items: usize,
-    /// How long a single WebSocket flush may take before the session is closed. Default 10 s.
+    /// How long bytes written to a WebSocket may wait with no progress (the peer reads
+    /// nothing) before the session is closed. Default 10 s.
     pub write_timeout: Duration,
     /// How long a closed polling session waits for the client's last GET. Default 30 s.
     pub close_timeout: Duration,
@@ -69,7 +70,8 @@ pub struct EngineConfig {
     pub allow_upgrades: bool,
     /// CORS; `None` (default) sends no CORS headers and refuses preflights.
     pub cors: Option<CorsConfig>,
-    /// WebSocket read buffer size in bytes. Default 4 KiB.
+    /// Most bytes one WebSocket read takes, in bytes (clamped to 256..=16 KiB). The buffer is
+    /// on the stack of the read only; a connection keeps none between reads. Default 4 KiB.
     pub ws_read_buffer: usize,
     /// Most sessions open at once, on both transports, each counted from its handshake until
     /// it is gone; a handshake past it gets HTTP 503. Default 100,000.

@@ -356,13 +356,41 @@ impl<H: Handler> Inner<H> {
             .get::<crate::server::RemoteAddr>()
             .map(|a| a.0);
         RequestInfo {
-            headers: req.headers().clone(),
-            uri: req.uri().clone(),
+            headers: Arc::new(compact_headers(req.headers())),
+            uri: owned_uri(req.uri()),
             remote_addr: admission::client_addr(peer, req.headers(), &self.config.trusted_proxies),
             time: std::time::SystemTime::now(),
             secure: req.extensions().get::<crate::server::Tls>().is_some(),
         }
     }
+}
+
+/// A copy of `headers` that owns its bytes: hyper's header values are slices of the
+/// connection's read buffer, and keeping them would keep that whole buffer alive for the
+/// session's life. Every value lands in one exactly sized allocation.
+fn compact_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    let total = headers.values().map(|v| v.len()).sum();
+    let mut all = bytes::BytesMut::with_capacity(total);
+    for v in headers.values() {
+        all.extend_from_slice(v.as_bytes());
+    }
+    let all = all.freeze();
+    let mut out = http::HeaderMap::with_capacity(headers.len());
+    let mut at = 0;
+    for (name, v) in headers {
+        let end = at + v.len();
+        if let Ok(mut value) = http::HeaderValue::from_maybe_shared(all.slice(at..end)) {
+            value.set_sensitive(v.is_sensitive());
+            out.append(name.clone(), value);
+        }
+        at = end;
+    }
+    out
+}
+
+/// A copy of `uri` that shares nothing with the request (see [`compact_headers`]).
+fn owned_uri(uri: &http::Uri) -> http::Uri {
+    http::Uri::from_maybe_shared(Bytes::from(uri.to_string())).unwrap_or_else(|_| uri.clone())
 }
 
 /// A polling session whose client never sends a request after the handshake is closed once
@@ -488,7 +516,7 @@ mod tests {
 
     fn session(interval: Duration, timeout: Duration) -> EioSocket<()> {
         let request = RequestInfo {
-            headers: http::HeaderMap::new(),
+            headers: Arc::default(),
             uri: http::Uri::from_static("/engine.io/"),
             remote_addr: None,
             time: std::time::SystemTime::now(),

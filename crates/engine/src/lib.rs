@@ -1,10 +1,11 @@
-//! Engine.IO v4 server sessions over hyper and tokio-tungstenite.
+//! Engine.IO v4 server sessions over hyper.
 //!
 //! Layout:
 //! - [`Engine`] routes HTTP requests (handshake, poll, POST, WebSocket upgrade) and supervises
 //!   each session's heartbeat and close (`engine.rs`);
-//! - `polling.rs` and `ws.rs` are the two transports; a WebSocket has a reader and a writer
-//!   task, polling hands the outbound queue to whichever GET is waiting;
+//! - `polling.rs` and `ws.rs` are the two transports; a WebSocket is one task that reads and
+//!   writes (with its own frame codec), polling hands the outbound queue (`queue.rs`) to
+//!   whichever GET is waiting;
 //! - [`EioSocket`] is one session: id, bounded outbound queue (capped in bytes), state;
 //! - [`Handler`] is the seam to the Socket.IO layer above;
 //! - [`serve`] accepts connections with a deep backlog and a connection cap.
@@ -19,6 +20,7 @@ mod handler;
 mod http_util;
 mod metrics;
 mod polling;
+mod queue;
 mod server;
 mod sessions;
 mod sid;

@@ -11,7 +11,6 @@ use http_body_util::BodyExt as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_protocol::engine::{decode_payload, encode_binary_record, SEPARATOR};
-use tokio::sync::mpsc;
 
 /// How long a poll that arrives during an upgrade waits for a packet before its noop.
 const UPGRADE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -20,7 +19,7 @@ const UPGRADE_CHECK: std::time::Duration = std::time::Duration::from_millis(100)
 /// (the client hung up), the session closes: nobody would read what it took.
 struct PollGuard<'a, D> {
     socket: &'a EioSocket<D>,
-    rx: Option<mpsc::Receiver<Outgoing>>,
+    rx: Option<crate::queue::Receiver>,
     answered: bool,
 }
 

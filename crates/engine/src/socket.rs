@@ -2,13 +2,14 @@
 
 use crate::error::{CloseReason, SendError};
 use crate::metrics::EngineMetrics;
+use crate::queue::{self, Receiver, Sender};
 use crate::sid::Sid;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -88,11 +89,12 @@ impl TransportKind {
     }
 }
 
-/// Facts about the HTTP request that opened a session.
+/// Facts about the HTTP request that opened a session, copied out of the request once (so no
+/// part of hyper's read buffer stays pinned) and shared with the layers above.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
-    /// Request headers.
-    pub headers: http::HeaderMap,
+    /// Request headers (a compact copy: every value in one allocation).
+    pub headers: Arc<http::HeaderMap>,
     /// The full request URI.
     pub uri: http::Uri,
     /// Peer address, when known.
@@ -116,8 +118,8 @@ pub struct EioSocket<D> {
     /// Application data attached to the session.
     pub data: D,
     request: RequestInfo,
-    tx: mpsc::Sender<Outgoing>,
-    rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    tx: Sender,
+    rx: Mutex<Option<Receiver>>,
     pub(crate) rx_returned: Notify,
     queued_bytes: AtomicUsize,
     max_queue_bytes: usize,
@@ -166,7 +168,7 @@ impl<D> EioSocket<D> {
         max_queue_bytes: usize,
         metrics: Arc<EngineMetrics>,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(max_queue_items);
+        let (tx, rx) = queue::queue(max_queue_items);
         Self {
             sid: Sid::random(),
             data,
@@ -318,12 +320,12 @@ impl<D> EioSocket<D> {
     }
 
     /// Takes the queue's receiving end; `None` while another transport holds it.
-    pub(crate) fn take_rx(&self) -> Option<mpsc::Receiver<Outgoing>> {
+    pub(crate) fn take_rx(&self) -> Option<Receiver> {
         self.rx.lock().take()
     }
 
     /// Gives the receiving end back and wakes anyone waiting for it.
-    pub(crate) fn return_rx(&self, rx: mpsc::Receiver<Outgoing>) {
+    pub(crate) fn return_rx(&self, rx: Receiver) {
         {
             let mut slot = self.rx.lock();
             *slot = Some(rx);

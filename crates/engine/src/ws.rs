@@ -1,34 +1,46 @@
-//! The WebSocket transport: a reader task and a writer task per connection, and the upgrade
-//! from long-polling (`2probe` / `3probe` / `5`).
+//! The WebSocket transport: one task per connection, and the upgrade from long-polling
+//! (`2probe` / `3probe` / `5`).
+//!
+//! The task reads the socket only when it is readable, into a temporary buffer on its stack,
+//! and decodes frames with [`WsDecoder`], which keeps nothing between messages; queued frames
+//! go out as `[header, shared payload]` pairs in one vectored write per batch, so no frame is
+//! copied into a per-connection buffer. An idle connection therefore holds no read or write
+//! buffer, whatever the size of the messages it carried before.
 
 use crate::admission::Permit;
 use crate::engine::{Engine, Inner};
 use crate::error::CloseReason;
 use crate::handler::{Handler, Incoming};
 use crate::http_util::{self, Body};
+use crate::queue::Receiver;
 use crate::socket::{EioSocket, Frame, Outgoing, RequestInfo, TransportKind};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt as _, StreamExt as _};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
+use switchboard_protocol::websocket::{
+    close_payload, encode_header, OpCode, WsDecoder, WsError, WsMessage, MAX_SERVER_HEADER,
+};
 use switchboard_protocol::EioPacket;
-use tokio::sync::mpsc;
-use tokio::time::{timeout, Instant};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Io = TokioIo<hyper::upgrade::Upgraded>;
 
-/// Most queued items written before one flush.
+/// Most frames in one vectored write (two slices each).
 const BATCH: usize = 64;
+/// The temporary read buffer, on the stack of the poll that reads (see
+/// [`crate::EngineConfig::ws_read_buffer`]).
+const READ_STACK: usize = 16 * 1024;
 /// How long a closing writer may spend flushing the last packets and the close frame.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
@@ -88,15 +100,7 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
             return;
         };
         let c = engine.config();
-        let config = WebSocketConfig::default()
-            .read_buffer_size(c.ws_read_buffer)
-            .write_buffer_size(16 * 1024)
-            .max_write_buffer_size(c.max_payload.saturating_mul(2).max(1 << 20))
-            .max_message_size(Some(c.max_payload))
-            .max_frame_size(Some(c.max_payload));
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let ws = Conn::new(TokioIo::new(upgraded), c.max_payload, c.ws_read_buffer);
         match (existing, fresh) {
             (None, None) => {}
             (None, Some((info, permit))) => {
@@ -107,9 +111,12 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
                 }
                 engine.handler().on_open(&socket);
                 let Some(rx) = socket.take_rx() else { return };
-                run(engine.inner.clone(), ws, socket, rx).await;
+                // A task of its own, so what the connection keeps for its life is only the
+                // state of `run`, not that of this setup as well.
+                tokio::spawn(run(engine.inner.clone(), ws, socket, rx));
             }
-            (Some(socket), _) => upgrade(engine, ws, socket).await,
+            // Rare: boxed, so the task of every connection is not the size of this path.
+            (Some(socket), _) => Box::pin(upgrade(engine, ws, socket)).await,
         }
     });
     let mut res = http_util::empty(StatusCode::SWITCHING_PROTOCOLS);
@@ -122,19 +129,262 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
     Ok(res)
 }
 
-async fn close_ws(mut ws: Ws) {
-    let _ = timeout(CLOSE_FLUSH, ws.close(None)).await;
+/// An outbound frame source: a queued item, or a control frame of the transport itself.
+enum Out {
+    Data(Outgoing),
+    Control(OpCode, Bytes),
 }
 
-fn text_of(msg: Option<Result<Message, WsError>>) -> Option<String> {
-    match msg {
-        Some(Ok(Message::Text(t))) => Some(t.as_str().to_owned()),
-        _ => None,
+impl Out {
+    /// Frame `i` of this item: its opcode and payload.
+    fn frame(&self, i: usize) -> Option<(OpCode, &[u8])> {
+        match self {
+            Self::Data(item) => item.frames().get(i).map(|f| match f {
+                Frame::Text(t) => (OpCode::Text, t.as_bytes()),
+                Frame::Binary(b) => (OpCode::Binary, &b[..]),
+            }),
+            Self::Control(op, payload) => (i == 0).then_some((*op, &payload[..])),
+        }
     }
 }
 
+fn header_len(payload: usize) -> usize {
+    match payload {
+        0..126 => 2,
+        126..=0xffff => 4,
+        _ => 10,
+    }
+}
+
+/// Frames taken from the queue and not yet fully written, with the position reached.
+#[derive(Default)]
+struct Outbox {
+    items: VecDeque<Out>,
+    /// Frame of the first item being written.
+    frame: usize,
+    /// Bytes of that frame (header included) already written.
+    offset: usize,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
+    /// Bytes were written since this was last cleared (resets the stall timer).
+    progressed: bool,
+}
+
+impl Outbox {
+    fn push(&mut self, out: Out) {
+        self.items.push_back(out);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Gives up every item not yet started (a client-initiated close needs no more data); the
+    /// item being written is finished so the stream stays well framed.
+    fn keep_started(&mut self) {
+        let keep = usize::from(self.frame > 0 || self.offset > 0);
+        self.items.truncate(keep);
+    }
+
+    /// Releases the queue's memory once it is empty after a burst.
+    fn shrink_if_idle(&mut self) {
+        if self.items.is_empty() && self.items.capacity() > 4 {
+            self.items = VecDeque::new();
+        }
+    }
+
+    /// Writes until everything is out (then flushes) or the socket would block.
+    fn poll_write<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+    ) -> Poll<std::io::Result<()>> {
+        while !self.items.is_empty() {
+            let n = ready!(self.write_some(cx, io))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.advance(n);
+            self.unflushed = true;
+            self.progressed = true;
+        }
+        if self.unflushed {
+            ready!(Pin::new(&mut *io).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        self.shrink_if_idle();
+        Poll::Ready(Ok(()))
+    }
+
+    /// One vectored write of up to [`BATCH`] frames from the current position.
+    fn write_some<W: AsyncWrite + Unpin>(
+        &self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+    ) -> Poll<std::io::Result<usize>> {
+        let mut heads = [[0u8; MAX_SERVER_HEADER]; BATCH];
+        let mut payloads: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut lens = [0usize; BATCH];
+        let mut count = 0;
+        let mut first = self.frame;
+        'items: for item in &self.items {
+            let mut i = first;
+            first = 0;
+            while let Some((op, payload)) = item.frame(i) {
+                if count == BATCH {
+                    break 'items;
+                }
+                lens[count] = encode_header(op, payload.len(), &mut heads[count]);
+                payloads[count] = payload;
+                count += 1;
+                i += 1;
+            }
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+        let mut n = 0;
+        for k in 0..count {
+            let (head, payload) = (&heads[k][..lens[k]], payloads[k]);
+            let skip = if k == 0 { self.offset } else { 0 };
+            if skip < head.len() {
+                slices[n] = IoSlice::new(&head[skip..]);
+                n += 1;
+            }
+            let skip = skip.saturating_sub(head.len());
+            if skip < payload.len() {
+                slices[n] = IoSlice::new(&payload[skip..]);
+                n += 1;
+            }
+        }
+        Pin::new(io).poll_write_vectored(cx, &slices[..n])
+    }
+
+    /// Moves the position on by `n` written bytes, dropping finished items.
+    fn advance(&mut self, mut n: usize) {
+        while let Some(item) = self.items.front() {
+            let Some((_, payload)) = item.frame(self.frame) else {
+                self.items.pop_front();
+                self.frame = 0;
+                self.offset = 0;
+                continue;
+            };
+            let rest = header_len(payload.len()) + payload.len() - self.offset;
+            if n < rest {
+                self.offset += n;
+                return;
+            }
+            n -= rest;
+            self.offset = 0;
+            self.frame += 1;
+            if item.frame(self.frame).is_none() {
+                self.items.pop_front();
+                self.frame = 0;
+            }
+            if n == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    /// The peer closed its side.
+    Eof,
+    /// The socket failed.
+    Io,
+    /// The bytes are not WebSocket frames we accept.
+    Frames(WsError),
+}
+
+/// One WebSocket connection: the socket, the frame decoder and what is read or to be written.
+struct Conn {
+    io: Io,
+    decoder: WsDecoder,
+    /// Messages decoded and not yet handled (at most one read's worth).
+    inbox: VecDeque<WsMessage>,
+    out: Outbox,
+    read_max: usize,
+}
+
+impl Conn {
+    fn new(io: Io, max_payload: usize, read_buffer: usize) -> Self {
+        Self {
+            io,
+            decoder: WsDecoder::new(max_payload),
+            inbox: VecDeque::new(),
+            out: Outbox::default(),
+            read_max: read_buffer.clamp(256, READ_STACK),
+        }
+    }
+
+    /// Reads what the socket has into a buffer that lives only during this call and decodes
+    /// it; complete messages go to the inbox.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ReadEnd>> {
+        let mut buf = [0u8; READ_STACK];
+        let mut rb = ReadBuf::new(&mut buf[..self.read_max]);
+        if ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb)).is_err() {
+            return Poll::Ready(Err(ReadEnd::Io));
+        }
+        let mut data = rb.filled();
+        if data.is_empty() {
+            return Poll::Ready(Err(ReadEnd::Eof));
+        }
+        while !data.is_empty() {
+            match self.decoder.decode(&mut data) {
+                Ok(Some(msg)) => self.inbox.push_back(msg),
+                Ok(None) => break,
+                Err(err) => return Poll::Ready(Err(ReadEnd::Frames(err))),
+            }
+        }
+        if self.inbox.is_empty() && self.inbox.capacity() > 4 {
+            self.inbox = VecDeque::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The next data message (pings are answered on the next write); `None` when the
+    /// connection ends or sends something that is not a frame.
+    async fn next_message(&mut self) -> Option<WsMessage> {
+        loop {
+            while let Some(msg) = self.inbox.pop_front() {
+                match msg {
+                    WsMessage::Ping(p) => self.out.push(Out::Control(OpCode::Pong, p)),
+                    WsMessage::Pong => {}
+                    other => return Some(other),
+                }
+            }
+            if poll_fn(|cx| self.poll_read(cx)).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Writes everything in the outbox.
+    async fn write_all(&mut self) -> std::io::Result<()> {
+        let Self { io, out, .. } = self;
+        poll_fn(|cx| out.poll_write(cx, io)).await
+    }
+
+    /// Sends a close frame (and whatever is in the outbox before it), then shuts the socket.
+    async fn close(mut self, code: u16, reason: &str) {
+        let finish = async {
+            self.out.push(Out::Control(
+                OpCode::Close,
+                Bytes::from(close_payload(code, reason)),
+            ));
+            self.write_all().await?;
+            poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await
+        };
+        let _ = timeout(CLOSE_FLUSH, finish).await;
+    }
+}
+
+fn is_text(msg: Option<WsMessage>, want: &str) -> bool {
+    matches!(msg, Some(WsMessage::Text(t)) if t == want)
+}
+
 /// Polling → WebSocket: probe, switch on `5`, then serve the WebSocket.
-async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocket<H::Data>>) {
+async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Conn, socket: Arc<EioSocket<H::Data>>) {
     let inner = engine.inner.clone();
     let deadline = Instant::now() + inner.config.upgrade_timeout;
     // Already on WebSocket, closed, or another upgrade under way (possibly about to switch):
@@ -143,29 +393,24 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
         || socket.is_closed()
         || socket.upgrading.load(Ordering::Acquire)
     {
-        return close_ws(ws).await;
+        return ws.close(1000, "").await;
     }
-    let first = tokio::time::timeout_at(deadline, ws.next())
-        .await
-        .ok()
-        .flatten();
-    if text_of(first).as_deref() != Some("2probe") || socket.upgrading.swap(true, Ordering::AcqRel)
-    {
-        return close_ws(ws).await;
+    let first = timeout_at(deadline, ws.next_message()).await.ok().flatten();
+    if !is_text(first, "2probe") || socket.upgrading.swap(true, Ordering::AcqRel) {
+        return ws.close(1000, "").await;
     }
-    if ws.send(Message::text("3probe")).await.is_err() {
+    ws.out
+        .push(Out::Data(Outgoing::One(Frame::text("3probe".to_owned()))));
+    if !matches!(timeout_at(deadline, ws.write_all()).await, Ok(Ok(()))) {
         socket.end_upgrade();
         return;
     }
     // Ends the pending poll (and any poll until the switch) with a noop.
     socket.upgrade_started.notify_waiters();
-    let second = tokio::time::timeout_at(deadline, ws.next())
-        .await
-        .ok()
-        .flatten();
-    if text_of(second).as_deref() != Some("5") {
+    let second = timeout_at(deadline, ws.next_message()).await.ok().flatten();
+    if !is_text(second, "5") {
         socket.end_upgrade();
-        return close_ws(ws).await;
+        return ws.close(1000, "").await;
     }
     // The client switched: polls from now on get 400, and a poll still waiting (one that
     // raced the `5`) is woken to answer 400 and give the queue back.
@@ -180,10 +425,10 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
         }
         tokio::select! {
             _ = returned => {}
-            _ = socket.closed_token().cancelled() => return close_ws(ws).await,
+            _ = socket.closed_token().cancelled() => return ws.close(1000, "").await,
             _ = tokio::time::sleep_until(deadline) => {
                 socket.end_upgrade();
-                return close_ws(ws).await;
+                return ws.close(1000, "").await;
             }
         }
     };
@@ -192,135 +437,201 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Ws, socket: Arc<EioSocke
     run(inner, ws, socket, rx).await;
 }
 
-/// Serves an established WebSocket session: spawns the writer, reads in this task.
-async fn run<H: Handler>(
-    inner: Arc<Inner<H>>,
-    ws: Ws,
-    socket: Arc<EioSocket<H::Data>>,
-    rx: mpsc::Receiver<Outgoing>,
-) {
-    let (sink, stream) = ws.split();
-    let write_timeout = inner.config.write_timeout;
-    tokio::spawn(writer(sink, rx, socket.clone(), write_timeout));
-    reader(&inner, stream, &socket).await;
+/// A write stall timer, allocated only while a write waits on the socket.
+type Stall = Option<Pin<Box<tokio::time::Sleep>>>;
+
+type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Starts handling one message from the client; a Socket.IO message becomes a future the
+/// connection polls (while it still writes) before it reads on.
+fn dispatch<'a, H: Handler>(
+    inner: &'a Inner<H>,
+    socket: &'a Arc<EioSocket<H::Data>>,
+    out: &mut Outbox,
+    msg: WsMessage,
+) -> Option<Handling<'a>> {
+    match msg {
+        WsMessage::Text(text) => match EioPacket::decode_text(&text) {
+            Ok(packet) => Some(Box::pin(inner.handle_packet(socket, packet))),
+            Err(err) => {
+                inner.parse_error(socket, err.code());
+                None
+            }
+        },
+        WsMessage::Binary(data) => {
+            socket.received(data.len());
+            Some(Box::pin(
+                inner.handler.on_message(socket, Incoming::Binary(data)),
+            ))
+        }
+        WsMessage::Ping(payload) => {
+            out.push(Out::Control(OpCode::Pong, payload));
+            None
+        }
+        WsMessage::Pong => None,
+        WsMessage::Close(_) => {
+            socket.close(CloseReason::TransportClose);
+            None
+        }
+    }
 }
 
-async fn reader<H: Handler>(
-    inner: &Inner<H>,
-    mut stream: SplitStream<Ws>,
-    socket: &Arc<EioSocket<H::Data>>,
+/// What woke the connection.
+enum Step {
+    /// Something progressed; look again.
+    Again,
+    /// The session closed.
+    Closed,
+    /// The connection ended or failed; close the session with this reason.
+    Ended(CloseReason),
+    /// The client sent bytes that are not acceptable frames.
+    BadFrames(WsError),
+}
+
+/// Serves an established WebSocket session until it closes: handles what the client sends,
+/// one message at a time, and writes what is queued, both in this one task.
+async fn run<H: Handler>(
+    inner: Arc<Inner<H>>,
+    mut ws: Conn,
+    socket: Arc<EioSocket<H::Data>>,
+    mut rx: Receiver,
 ) {
+    let write_timeout = inner.config.write_timeout;
     let closed = socket.closed_token().clone();
+    let cancelled = closed.cancelled();
+    tokio::pin!(cancelled);
+    // Armed while written bytes wait on the socket: a peer that takes nothing for
+    // `write_timeout` is a failed transport.
+    let mut stall: Stall = None;
+    let mut handling: Option<Handling<'_>> = None;
     loop {
-        let msg = tokio::select! {
-            _ = closed.cancelled() => return,
-            msg = stream.next() => msg,
-        };
-        match msg {
-            Some(Ok(Message::Text(text))) => match EioPacket::decode_text(text.as_str()) {
-                Ok(packet) => inner.handle_packet(socket, packet).await,
-                Err(err) => inner.parse_error(socket, err.code()),
-            },
-            Some(Ok(Message::Binary(data))) => {
-                socket.received(data.len());
-                inner
-                    .handler
-                    .on_message(socket, Incoming::Binary(data))
-                    .await;
+        while handling.is_none() && !socket.is_closed() {
+            let Some(msg) = ws.inbox.pop_front() else {
+                break;
+            };
+            handling = dispatch(&inner, &socket, &mut ws.out, msg);
+        }
+        if socket.is_closed() {
+            break;
+        }
+        let step = poll_fn(|cx| {
+            if let Some(h) = handling.as_mut() {
+                if h.as_mut().poll(cx).is_ready() {
+                    handling = None;
+                    return Poll::Ready(Step::Again);
+                }
             }
-            Some(Ok(Message::Close(_)))
-            | None
-            | Some(Err(
-                WsError::ConnectionClosed
-                | WsError::AlreadyClosed
-                | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
-            )) => socket.close(CloseReason::TransportClose),
-            Some(Ok(_)) => {}
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Step::Closed);
+            }
+            // Take what is queued (up to a batch) and write it in as few calls as the socket
+            // allows; a few rounds at most before yielding to other connections.
+            let mut rounds = 0;
+            loop {
+                if rounds == 4 {
+                    // More may be queued, and nothing registered a wake-up for it: come back
+                    // after the others had their turn.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                rounds += 1;
+                while ws.out.items.len() < BATCH {
+                    match rx.poll_recv(cx) {
+                        Poll::Ready(Some(item)) => {
+                            socket.dequeued(&item);
+                            ws.out.push(Out::Data(item));
+                        }
+                        _ => break,
+                    }
+                }
+                if ws.out.is_empty() && !ws.out.unflushed {
+                    stall = None;
+                    break;
+                }
+                match ws.out.poll_write(cx, &mut ws.io) {
+                    Poll::Ready(Ok(())) => stall = None,
+                    Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Step::Ended(CloseReason::TransportError))
+                    }
+                    Poll::Pending => {
+                        let deadline = Instant::now() + write_timeout;
+                        let timer = stall
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        if std::mem::take(&mut ws.out.progressed) {
+                            timer.as_mut().reset(deadline);
+                        }
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Step::Ended(CloseReason::TransportError));
+                        }
+                        break;
+                    }
+                }
+            }
+            if handling.is_none() && ws.inbox.is_empty() {
+                return match ws.poll_read(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(())) => Poll::Ready(Step::Again),
+                    Poll::Ready(Err(ReadEnd::Eof)) => {
+                        Poll::Ready(Step::Ended(CloseReason::TransportClose))
+                    }
+                    Poll::Ready(Err(ReadEnd::Io)) => {
+                        Poll::Ready(Step::Ended(CloseReason::TransportError))
+                    }
+                    Poll::Ready(Err(ReadEnd::Frames(err))) => Poll::Ready(Step::BadFrames(err)),
+                };
+            }
+            Poll::Pending
+        })
+        .await;
+        match step {
+            Step::Again => {}
+            Step::Closed => break,
+            Step::Ended(reason) => {
+                socket.close(reason);
+                break;
+            }
+            Step::BadFrames(WsError::TooBig { .. }) => {
                 inner
                     .metrics
                     .payload_too_large
                     .get_or_create(&[("transport", "websocket")])
                     .inc();
                 socket.close(CloseReason::MessageTooBig);
+                break;
             }
-            Some(Err(WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_))) => {
-                inner.parse_error(socket, "websocket_protocol");
-            }
-            Some(Err(_)) => socket.close(CloseReason::TransportError),
-        }
-        if socket.is_closed() {
-            return;
-        }
-    }
-}
-
-fn to_message(frame: &Frame) -> Message {
-    match frame {
-        Frame::Text(t) => Message::Text(t.clone()),
-        Frame::Binary(b) => Message::Binary(b.clone()),
-    }
-}
-
-async fn feed<D>(
-    sink: &mut SplitSink<Ws, Message>,
-    socket: &EioSocket<D>,
-    item: Outgoing,
-) -> Result<(), WsError> {
-    socket.dequeued(&item);
-    for frame in item.frames() {
-        sink.feed(to_message(frame)).await?;
-    }
-    Ok(())
-}
-
-/// Drains the session's queue into the socket, many frames per flush; every flush has a
-/// deadline so a stalled peer cannot pin the task.
-async fn writer<D>(
-    mut sink: SplitSink<Ws, Message>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    socket: Arc<EioSocket<D>>,
-    write_timeout: Duration,
-) {
-    let closed = socket.closed_token().clone();
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = closed.cancelled() => break,
-            item = rx.recv() => item,
-        };
-        let Some(item) = item else { break };
-        let batch = async {
-            feed(&mut sink, &socket, item).await?;
-            for _ in 1..BATCH {
-                let Ok(item) = rx.try_recv() else { break };
-                feed(&mut sink, &socket, item).await?;
-            }
-            sink.flush().await
-        };
-        match timeout(write_timeout, batch).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => {
-                socket.close(CloseReason::TransportError);
+            Step::BadFrames(_) => {
+                inner.parse_error(&socket, "websocket_protocol");
                 break;
             }
         }
     }
+    drop(stall);
+    // Once per connection, and boxed so the connection's task does not carry its size.
+    Box::pin(finish(ws, &socket, rx, handling)).await;
+}
+
+/// The end of a connection: the last packets when the server closed it, the close frame, and
+/// the end of a message still being handled.
+async fn finish<D>(
+    mut ws: Conn,
+    socket: &EioSocket<D>,
+    mut rx: Receiver,
+    handling: Option<Handling<'_>>,
+) {
     let reason = socket.close_reason().unwrap_or(CloseReason::TransportClose);
-    let finish = async {
-        if reason.server_initiated() {
-            while let Ok(item) = rx.try_recv() {
-                feed(&mut sink, &socket, item).await?;
-            }
+    if reason.server_initiated() {
+        while let Ok(item) = rx.try_recv() {
+            socket.dequeued(&item);
+            ws.out.push(Out::Data(item));
         }
-        let frame = CloseFrame {
-            code: CloseCode::from(reason.ws_close_code()),
-            reason: reason.as_str().into(),
-        };
-        sink.send(Message::Close(Some(frame))).await
-    };
-    let _ = timeout(CLOSE_FLUSH, finish).await;
+    } else {
+        ws.out.keep_started();
+    }
+    ws.close(reason.ws_close_code(), reason.as_str()).await;
     while let Ok(item) = rx.try_recv() {
         socket.dequeued(&item);
+    }
+    if let Some(h) = handling {
+        h.await;
     }
 }

@@ -3,6 +3,8 @@
 //! - [`engine`]: Engine.IO v4 packets (`0`–`6`, binary messages) and long-polling payloads.
 //! - [`socketio`]: Socket.IO v5 packets, with a stateful [`socketio::Decoder`] that reassembles
 //!   binary attachments.
+//! - [`websocket`]: server-side WebSocket framing (RFC 6455) that holds no buffer between
+//!   messages.
 //! - [`msgpack`]: the same packets in the encoding of `socket.io-msgpack-parser`, one binary
 //!   message each; [`Parser`] says which of the two a server speaks.
 //!
@@ -13,6 +15,7 @@ pub mod engine;
 pub mod msgpack;
 mod parser;
 pub mod socketio;
+pub mod websocket;
 
 pub use engine::{EioDecodeError, EioPacket};
 pub use parser::{Parser, UnknownParser};
