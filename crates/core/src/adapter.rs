@@ -15,6 +15,7 @@ use crate::socket::SocketInfo;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -244,7 +245,14 @@ impl LocalAdapter {
 
     /// Delivers `packet` to the addressed local sockets; returns how many got it.
     pub fn broadcast(&self, packet: &EventPacket, opts: &BroadcastOptions) -> usize {
-        self.with(|ns| ns.local_broadcast(packet, opts))
+        self.with(|ns| ns.local_broadcast(Cow::Borrowed(packet), opts))
+            .unwrap_or(0)
+    }
+
+    /// [`LocalAdapter::broadcast`] of a packet the caller no longer needs: its data is encoded
+    /// without being copied first.
+    pub fn broadcast_owned(&self, packet: EventPacket, opts: &BroadcastOptions) -> usize {
+        self.with(|ns| ns.local_broadcast(Cow::Owned(packet), opts))
             .unwrap_or(0)
     }
 
@@ -372,7 +380,7 @@ pub async fn collect_acks(
 
 impl Adapter for InMemoryAdapter {
     fn broadcast(&self, packet: EventPacket, opts: BroadcastOptions) {
-        self.local.broadcast(&packet, &opts);
+        self.local.broadcast_owned(packet, &opts);
     }
 
     fn broadcast_with_ack(

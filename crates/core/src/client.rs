@@ -102,9 +102,8 @@ impl Handler for SocketIoHandler {
         let timeout = self.server.shared.config.connect_timeout;
         let session = conn.clone();
         let timer = tokio::spawn(async move {
-            let closed = session.closed_token().clone();
             tokio::select! {
-                _ = closed.cancelled() => {}
+                _ = session.closed() => {}
                 _ = tokio::time::sleep(timeout) => {
                     if !session.data.joined_once.load(Ordering::Acquire) {
                         session.close(CloseReason::ForcedClose);

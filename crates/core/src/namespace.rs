@@ -12,6 +12,7 @@ use crate::socket::{AckTarget, SocketInfo, SocketRef};
 use futures_util::future::BoxFuture;
 use parking_lot::RwLock;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -75,6 +76,8 @@ pub struct Namespace {
     adapter: OnceLock<Arc<dyn Adapter>>,
     pub(crate) handlers: Arc<Handlers>,
     ack_ids: AtomicU64,
+    /// Fields added to every socket's `data` as `fetch_sockets` reports it.
+    fetch_fields: RwLock<Vec<(String, Value)>>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -101,6 +104,7 @@ impl Namespace {
             adapter: OnceLock::new(),
             handlers,
             ack_ids: AtomicU64::new(0),
+            fetch_fields: RwLock::new(Vec::new()),
         });
         let local = LocalAdapter {
             nsp: Arc::downgrade(&ns),
@@ -113,6 +117,25 @@ impl Namespace {
     /// The name, with its leading `/`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Adds `key: value` to the `data` of every socket of this namespace (when its data is an
+    /// object) as `fetch_sockets` reports it, on this node and to other nodes, without storing
+    /// it in each socket: for a fact shared by every socket here, such as the node's name.
+    /// Setting a key again replaces its value.
+    pub fn tag_fetched(&self, key: impl Into<String>, value: Value) {
+        let key = key.into();
+        let mut fields = self.fetch_fields.write();
+        fields.retain(|(k, _)| *k != key);
+        fields.push((key, value));
+    }
+
+    /// Applies [`Namespace::tag_fetched`] to one socket's data.
+    pub(crate) fn tag_data(&self, data: &mut Value) {
+        let Value::Object(map) = data else { return };
+        for (k, v) in self.fetch_fields.read().iter() {
+            map.insert(k.clone(), v.clone());
+        }
     }
 
     /// The adapter routing this namespace's broadcasts.
@@ -353,20 +376,27 @@ impl Namespace {
         out
     }
 
-    pub(crate) fn local_broadcast(&self, packet: &EventPacket, opts: &BroadcastOptions) -> usize {
+    /// Delivers `packet` to the local sockets `opts` addresses, encoded once for all; a
+    /// borrowed packet is copied only when someone here is addressed.
+    pub(crate) fn local_broadcast(
+        &self,
+        packet: Cow<'_, EventPacket>,
+        opts: &BroadcastOptions,
+    ) -> usize {
         let started = std::time::Instant::now();
         let targets = self.select(opts);
         if targets.is_empty() {
             return 0;
         }
+        let EventPacket { data, attachments } = packet.into_owned();
         let item = encode(
             self.config().parser,
             &Packet {
                 nsp: self.name.clone(),
                 kind: PacketKind::Event {
-                    data: packet.data.clone(),
+                    data,
                     id: None,
-                    attachments: packet.attachments.clone(),
+                    attachments,
                 },
             },
         );

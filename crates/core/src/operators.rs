@@ -92,7 +92,7 @@ impl BroadcastOperator {
             self.ns.add_offset(&mut packet, &self.opts);
         }
         if self.opts.flags.local {
-            self.local_adapter().broadcast(&packet, &self.opts);
+            self.local_adapter().broadcast_owned(packet, &self.opts);
         } else if let Some(adapter) = self.ns.adapter() {
             adapter.broadcast(packet, self.opts);
         }

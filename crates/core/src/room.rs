@@ -86,9 +86,48 @@ impl<T: Into<Room> + Clone, const N: usize> IntoRooms for [T; N] {
 
 const SHARDS: usize = 16;
 
+/// The members of one room. Most rooms have one (every socket's own room, named by its id),
+/// kept inline: a set is allocated only for a room's second member.
+enum Members {
+    One(Sid),
+    Many(HashSet<Sid>),
+}
+
+impl Members {
+    fn insert(&mut self, sid: Sid) {
+        match self {
+            Self::One(one) if *one == sid => {}
+            Self::One(one) => *self = Self::Many(HashSet::from([*one, sid])),
+            Self::Many(set) => {
+                set.insert(sid);
+            }
+        }
+    }
+
+    /// Removes `sid`; true when no member is left.
+    fn remove(&mut self, sid: &Sid) -> bool {
+        match self {
+            Self::One(one) => one == sid,
+            Self::Many(set) => {
+                set.remove(sid);
+                set.is_empty()
+            }
+        }
+    }
+
+    fn for_each(&self, f: impl FnMut(Sid)) {
+        match self {
+            Self::One(one) => std::iter::once(*one).for_each(f),
+            Self::Many(set) => set.iter().copied().for_each(f),
+        }
+    }
+}
+
+type Shard = RwLock<HashMap<Room, Members>>;
+
 /// Room → members, sharded by room so joins in different rooms never contend.
 pub(crate) struct RoomIndex {
-    shards: Vec<RwLock<HashMap<Room, HashSet<Sid>>>>,
+    shards: Vec<Shard>,
     hasher: RandomState,
 }
 
@@ -100,7 +139,7 @@ impl RoomIndex {
         }
     }
 
-    fn shard(&self, room: &str) -> &RwLock<HashMap<Room, HashSet<Sid>>> {
+    fn shard(&self, room: &str) -> &Shard {
         &self.shards[self.hasher.hash_one(room) as usize % SHARDS]
     }
 
@@ -109,10 +148,12 @@ impl RoomIndex {
     /// happened; it must not block nor touch this index.
     pub(crate) fn add(&self, room: &Room, sid: Sid, created: impl FnOnce()) {
         let mut shard = self.shard(room.as_str()).write();
-        let new = !shard.contains_key(room.as_str());
-        shard.entry(room.clone()).or_default().insert(sid);
-        if new {
-            created();
+        match shard.get_mut(room.as_str()) {
+            Some(members) => members.insert(sid),
+            None => {
+                shard.insert(room.clone(), Members::One(sid));
+                created();
+            }
         }
     }
 
@@ -123,19 +164,18 @@ impl RoomIndex {
         let Some(members) = shard.get_mut(room.as_str()) else {
             return;
         };
-        members.remove(sid);
-        if members.is_empty() {
+        if members.remove(sid) {
             shard.remove(room.as_str());
             deleted();
         }
     }
 
     /// Calls `f` with each member of `room`.
-    pub(crate) fn for_each_member(&self, room: &str, mut f: impl FnMut(Sid)) {
+    pub(crate) fn for_each_member(&self, room: &str, f: impl FnMut(Sid)) {
         {
             let shard = self.shard(room).read();
             if let Some(members) = shard.get(room) {
-                members.iter().copied().for_each(&mut f);
+                members.for_each(f);
             }
         }
     }
@@ -151,5 +191,47 @@ impl RoomIndex {
             .iter()
             .flat_map(|s| s.read().keys().cloned().collect::<Vec<_>>())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(index: &RoomIndex, room: &str) -> Vec<Sid> {
+        let mut out = Vec::new();
+        index.for_each_member(room, |sid| out.push(sid));
+        out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        out
+    }
+
+    #[test]
+    fn a_room_is_created_with_its_first_member_and_deleted_with_its_last() {
+        let index = RoomIndex::new();
+        let room = Room::from("r");
+        let (a, b) = (Sid::random(), Sid::random());
+        let mut created = 0;
+        index.add(&room, a, || created += 1);
+        index.add(&room, a, || created += 1);
+        assert_eq!(members(&index, "r"), vec![a]);
+        index.add(&room, b, || created += 1);
+        assert_eq!(created, 1);
+        let mut both = vec![a, b];
+        both.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        assert_eq!(members(&index, "r"), both);
+        let mut deleted = 0;
+        index.remove(&room, &a, || deleted += 1);
+        assert_eq!(members(&index, "r"), vec![b]);
+        assert!(index.contains("r"));
+        index.remove(&room, &a, || deleted += 1);
+        index.remove(&room, &b, || deleted += 1);
+        assert_eq!(deleted, 1);
+        assert!(!index.contains("r"));
+        assert!(members(&index, "r").is_empty());
+        // A single member other than the one removed stays.
+        index.add(&room, a, || {});
+        index.remove(&room, &b, || deleted += 1);
+        assert_eq!(members(&index, "r"), vec![a]);
+        assert_eq!(deleted, 1);
     }
 }

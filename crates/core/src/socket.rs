@@ -42,22 +42,36 @@ pub enum Verdict {
 pub struct Handshake {
     /// Request headers of the connection (shared with the engine session, not copied).
     pub headers: Arc<http::HeaderMap>,
-    /// Query parameters of the connection URL, decoded as Node's engine.io does (its
-    /// `URLSearchParams`: percent-decoded, `+` is a space; of a repeated key, the last value).
-    pub query: HashMap<String, String>,
     /// The CONNECT packet's auth object (`{}` when absent).
     pub auth: Value,
     /// Peer address.
     pub address: Option<SocketAddr>,
     /// When the socket was created (Node's `handshake.time` and `issued` are taken then too).
     pub time: SystemTime,
-    /// The URL of the request that opened the connection (path and query).
-    pub url: String,
+    /// The URL of the request that opened the connection (shared with the engine session);
+    /// [`Handshake::url`] and [`Handshake::query`] read it on demand, so an idle socket keeps
+    /// no parsed copy.
+    pub uri: http::Uri,
     /// True when the connection came over TLS.
     pub secure: bool,
 }
 
 impl Handshake {
+    /// Query parameters of the connection URL, decoded as Node's engine.io does (its
+    /// `URLSearchParams`: percent-decoded, `+` is a space; of a repeated key, the last value).
+    /// `form_urlencoded` is the same WHATWG algorithm. Parsed at each call.
+    pub fn query(&self) -> HashMap<String, String> {
+        let raw = self.uri.query().unwrap_or("");
+        form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    /// The URL of the request that opened the connection (path and query).
+    pub fn url(&self) -> String {
+        self.uri.to_string()
+    }
+
     /// The handshake as Socket.IO serializes it for `fetchSockets` (Node's field names).
     pub fn to_json(&self) -> Value {
         // Node's `req.headers`: one string per name, the values of a repeated header joined
@@ -86,8 +100,8 @@ impl Handshake {
             "xdomain": self.headers.contains_key(http::header::ORIGIN),
             "secure": self.secure,
             "issued": issued,
-            "url": self.url,
-            "query": self.query,
+            "url": self.url(),
+            "query": self.query(),
             "auth": self.auth,
         })
     }
@@ -212,20 +226,12 @@ impl Socket {
         restored: Option<(Sid, Sid, Value)>,
     ) -> SocketRef {
         let req = conn.request();
-        // engine.io 6 reads the query with `URLSearchParams` into an object: percent-decoded,
-        // `+` as a space, a repeated key keeping its last value. `form_urlencoded` is the same
-        // WHATWG algorithm.
-        let raw = req.uri.query().unwrap_or("");
-        let query: HashMap<String, String> = form_urlencoded::parse(raw.as_bytes())
-            .into_owned()
-            .collect();
         let handshake = Handshake {
             headers: req.headers.clone(),
-            query,
+            uri: req.uri.clone(),
             auth,
             address: req.remote_addr,
             time: SystemTime::now(),
-            url: req.uri.to_string(),
             secure: req.secure,
         };
         let recovery = ns.config().connection_state_recovery.is_some();
@@ -801,7 +807,11 @@ impl Socket {
             id: self.id.to_string(),
             rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
             handshake: self.handshake.to_json(),
-            data: self.data(),
+            data: {
+                let mut data = self.data();
+                self.ns.tag_data(&mut data);
+                data
+            },
         }
     }
 }

@@ -546,8 +546,8 @@ async fn handshake_auth_and_query_visible() {
     let (qtx, mut qrx) = mpsc::unbounded_channel::<(Option<String>, Option<String>)>();
     io.on_connection(move |s| {
         let h = s.handshake();
-        let _ = tx.send((h.auth.clone(), h.query.get("foo").cloned()));
-        let _ = qtx.send((h.query.get("&a").cloned(), h.query.get("sp").cloned()));
+        let _ = tx.send((h.auth.clone(), h.query().get("foo").cloned()));
+        let _ = qtx.send((h.query().get("&a").cloned(), h.query().get("sp").cloned()));
     });
     // Encoded as socket.io-client encodes `{ "&a": "&=?a", sp: "a b" }` (the client suite's
     // encoding test), plus a repeated key.

@@ -61,15 +61,20 @@ impl<H: Handler> Engine<H> {
             max_sessions_per_ip: config.max_sessions_per_ip,
             handshake_rate_per_ip: config.handshake_rate_per_ip,
         });
-        Self {
-            inner: Arc::new(Inner {
-                admission,
-                config,
-                handler,
-                sessions: Sessions::new(),
-                metrics: Arc::new(EngineMetrics::default()),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            admission,
+            config,
+            handler,
+            sessions: Sessions::new(),
+            metrics: Arc::new(EngineMetrics::default()),
+        });
+        let sessions = Arc::downgrade(&inner);
+        inner.metrics.queued_bytes.set_source(Box::new(move || {
+            sessions.upgrade().map_or(0, |inner| {
+                i64::try_from(inner.sessions.queued_bytes()).unwrap_or(i64::MAX)
+            })
+        }));
+        Self { inner }
     }
 
     /// The engine's metrics.
@@ -223,7 +228,8 @@ impl<H: Handler> Engine<H> {
             TransportKind::Websocket => ws::accept(self.clone(), req, None, Some((info, permit)))
                 .map_err(|_| HttpError::BadRequest),
             TransportKind::Polling => {
-                let socket = self.open_session(TransportKind::Polling, info, permit);
+                let socket = self.open_session(TransportKind::Polling, info);
+                tokio::spawn(supervise(self.inner.clone(), socket.clone(), permit));
                 reap_if_never_polled(&socket, self.inner.config.ping_timeout);
                 let open = self.open_packet(&socket).encode_text();
                 self.inner.handler.on_open(&socket);
@@ -256,11 +262,13 @@ impl<H: Handler> Engine<H> {
         ))
     }
 
+    /// Opens and registers a session. Its caller supervises it: a polling session gets a task
+    /// of its own ([`supervise`]); a WebSocket's connection task sends the pings itself and
+    /// calls [`end_session`].
     pub(crate) fn open_session(
         &self,
         transport: TransportKind,
         request: RequestInfo,
-        permit: Permit,
     ) -> Arc<EioSocket<H::Data>> {
         let c = &self.inner.config;
         let socket = Arc::new(EioSocket::new(
@@ -281,7 +289,6 @@ impl<H: Handler> Engine<H> {
         m.sessions_opened
             .get_or_create(&[("transport", transport.as_str())])
             .inc();
-        tokio::spawn(supervise(self.inner.clone(), socket.clone(), permit));
         socket
     }
 
@@ -401,9 +408,8 @@ fn reap_if_never_polled<D: Send + Sync + 'static>(
 ) {
     let socket = socket.clone();
     tokio::spawn(async move {
-        let closed = socket.closed_token().clone();
         tokio::select! {
-            _ = closed.cancelled() => {}
+            _ = socket.closed() => {}
             _ = tokio::time::sleep(deadline) => {
                 if !socket.polled.load(Ordering::Acquire) {
                     socket.close(CloseReason::PingTimeout);
@@ -422,11 +428,10 @@ async fn supervise<H: Handler>(
     socket: Arc<EioSocket<H::Data>>,
     permit: Permit,
 ) {
-    let closed = socket.closed_token().clone();
     let opened = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = closed.cancelled() => break,
+            _ = socket.closed() => break,
             _ = tokio::time::sleep_until(socket.next_ping()) => {}
         }
         let due = socket.next_ping();
@@ -450,11 +455,19 @@ async fn supervise<H: Handler>(
             break;
         }
     }
+    end_session(&inner, &socket).await;
+    drop(permit);
+}
+
+/// The end of a closed session, once: counts it, tells the handler and removes it (a polling
+/// session stays reachable a while for its client's last GET). The caller drops the session's
+/// admission permit after this.
+pub(crate) async fn end_session<H: Handler>(inner: &Inner<H>, socket: &Arc<EioSocket<H::Data>>) {
     let reason = socket.close_reason().unwrap_or(CloseReason::TransportClose);
     tracing::debug!(
         reason = reason.label(),
         transport = socket.transport().as_str(),
-        age_ms = opened.elapsed().as_millis() as u64,
+        age_ms = socket.age().as_millis() as u64,
         "session closed"
     );
     inner
@@ -463,7 +476,7 @@ async fn supervise<H: Handler>(
         .get_or_create(&[("reason", reason.label())])
         .inc();
     inner.metrics.sessions.dec();
-    inner.handler.on_close(&socket, reason);
+    inner.handler.on_close(socket, reason);
     if socket.transport() == TransportKind::Polling {
         if reason.server_initiated() {
             // Keep the session reachable so the client's next poll gets the last packets and `1`.
@@ -478,18 +491,16 @@ async fn supervise<H: Handler>(
         }
     }
     inner.sessions.remove(&socket.sid());
-    drop(permit);
 }
 
 /// Waits for the pong to the ping just sent; false when the session closed or timed out. The
 /// pong itself decides, not which wake-up the scheduler delivers first: a starved task may find
 /// both the pong and its timer ready, and a pong that came before the deadline counts.
 async fn pong_in_time<D>(socket: &EioSocket<D>, deadline: tokio::time::Instant) -> bool {
-    let closed = socket.closed_token();
     loop {
         tokio::select! {
             biased;
-            _ = closed.cancelled() => return false,
+            _ = socket.closed() => return false,
             // A wake-up left over from an earlier pong finds `awaiting_pong` still set: keep
             // waiting.
             _ = socket.pong.notified() => {

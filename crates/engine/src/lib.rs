@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`Engine`] routes HTTP requests (handshake, poll, POST, WebSocket upgrade) and supervises
-//!   each session's heartbeat and close (`engine.rs`);
+//!   each session's heartbeat and close (`engine.rs`; a session opened on WebSocket is
+//!   supervised by its connection task, `ws.rs`);
 //! - `polling.rs` and `ws.rs` are the two transports; a WebSocket is one task that reads and
 //!   writes (with its own frame codec), polling hands the outbound queue (`queue.rs`) to
 //!   whichever GET is waiting;

@@ -1,9 +1,12 @@
 //! The engine's own Prometheus metrics; labels are low-cardinality (transport, reason, code).
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
+use std::sync::{Arc, OnceLock};
 
 /// One label pair with a static key.
 pub type Label = [(&'static str, &'static str); 1];
@@ -29,8 +32,8 @@ pub struct EngineMetrics {
     pub volatile_dropped: Counter,
     /// Sessions closed because their outbound queue hit the cap.
     pub slow_consumers: Counter,
-    /// Bytes waiting in all outbound queues.
-    pub queued_bytes: Gauge,
+    /// Bytes waiting in all outbound queues, summed over the sessions when read.
+    pub queued_bytes: QueueDepth,
     /// Message bytes received from clients (Engine.IO message payloads, both transports).
     pub received_bytes: Counter,
     /// Bytes taken from outbound queues to be written to clients.
@@ -82,11 +85,7 @@ impl EngineMetrics {
             "Sessions closed because their outbound queue was full",
             self.slow_consumers.clone(),
         );
-        r.register(
-            "outbound_queue_bytes",
-            "Bytes waiting in all outbound queues",
-            self.queued_bytes.clone(),
-        );
+        r.register_collector(Box::new(self.queued_bytes.clone()));
         r.register(
             "received_bytes",
             "Message bytes received from clients",
@@ -97,5 +96,43 @@ impl EngineMetrics {
             "Bytes taken from outbound queues to be written to clients",
             self.sent_bytes.clone(),
         );
+    }
+}
+
+type DepthSource = Box<dyn Fn() -> i64 + Send + Sync>;
+
+/// The depth of all outbound queues in bytes, computed when it is read (a scrape) from the
+/// sessions' own counts: no shared gauge is updated as each packet is queued and written.
+#[derive(Clone, Default)]
+pub struct QueueDepth(Arc<OnceLock<DepthSource>>);
+
+impl std::fmt::Debug for QueueDepth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("QueueDepth").field(&self.get()).finish()
+    }
+}
+
+impl QueueDepth {
+    /// Bytes waiting now in every outbound queue of the engine (0 before it starts).
+    pub fn get(&self) -> i64 {
+        self.0.get().map_or(0, |source| source())
+    }
+
+    /// Where the depth is read from; set once by the engine that owns the queues.
+    pub(crate) fn set_source(&self, source: DepthSource) {
+        let _ = self.0.set(source);
+    }
+}
+
+impl Collector for QueueDepth {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = ConstGauge::new(self.get());
+        let metric = encoder.encode_descriptor(
+            "outbound_queue_bytes",
+            "Bytes waiting in all outbound queues",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
     }
 }

@@ -86,7 +86,6 @@ pub(crate) async fn get<H: Handler>(
         rx: Some(rx),
         answered: false,
     };
-    let closed = socket.closed_token().clone();
     let mut body = String::new();
     let first = {
         let Some(rx) = guard.rx.as_mut() else {
@@ -94,7 +93,7 @@ pub(crate) async fn get<H: Handler>(
         };
         tokio::select! {
             biased;
-            _ = closed.cancelled() => None,
+            _ = socket.closed() => None,
             _ = &mut upgrade => {
                 guard.answered = true;
                 if socket.transport() != TransportKind::Polling {

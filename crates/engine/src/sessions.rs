@@ -53,6 +53,19 @@ impl<D> Sessions<D> {
             .collect()
     }
 
+    /// Bytes waiting in the outbound queues of every session.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.read()
+                    .values()
+                    .map(|socket| socket.queued_bytes())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()
     }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 
 /// One Engine.IO frame ready for the wire.
 #[derive(Debug, Clone)]
@@ -126,7 +125,6 @@ pub struct EioSocket<D> {
     transport: AtomicU8,
     pub(crate) upgrading: AtomicBool,
     pub(crate) upgrade_started: Notify,
-    pub(crate) upgrade_ended: Notify,
     pub(crate) awaiting_pong: AtomicBool,
     pub(crate) pong: Notify,
     heartbeat: Heartbeat,
@@ -144,7 +142,9 @@ pub struct EioSocket<D> {
     /// Set by the first request after the handshake (a GET, a POST or an upgrade's WebSocket).
     pub(crate) polled: AtomicBool,
     pub(crate) drained: Notify,
-    closed: CancellationToken,
+    /// Wakes every [`EioSocket::closed`] waiter when the reason is set (in the session itself:
+    /// no allocation of its own).
+    closed: Notify,
     reason: OnceLock<CloseReason>,
     metrics: Arc<EngineMetrics>,
 }
@@ -181,7 +181,6 @@ impl<D> EioSocket<D> {
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
             upgrade_started: Notify::new(),
-            upgrade_ended: Notify::new(),
             awaiting_pong: AtomicBool::new(false),
             pong: Notify::new(),
             heartbeat,
@@ -192,7 +191,7 @@ impl<D> EioSocket<D> {
             get_pending: AtomicBool::new(false),
             polled: AtomicBool::new(false),
             drained: Notify::new(),
-            closed: CancellationToken::new(),
+            closed: Notify::new(),
             reason: OnceLock::new(),
             metrics,
         }
@@ -223,8 +222,8 @@ impl<D> EioSocket<D> {
 
     /// True once the session is closed or closing.
     pub fn is_closed(&self) -> bool {
-        // The reason is set before the token is cancelled, and reading it is one atomic load
-        // (the token's own check takes a lock): this runs on every enqueue.
+        // The reason is set before the close is signalled; one atomic load (this runs on
+        // every enqueue).
         self.reason.get().is_some()
     }
 
@@ -244,16 +243,21 @@ impl<D> EioSocket<D> {
         }
     }
 
-    /// A token cancelled when the session closes.
-    pub fn closed_token(&self) -> &CancellationToken {
-        &self.closed
+    /// Completes once the session is closed or closing.
+    pub async fn closed(&self) {
+        // Created before the check: it sees a close that happens between the two.
+        let closed = self.closed.notified();
+        if self.is_closed() {
+            return;
+        }
+        closed.await;
     }
 
     /// Closes the session; the first reason wins. Queued frames are still flushed when the
     /// reason is server-initiated.
     pub fn close(&self, reason: CloseReason) {
         if self.reason.set(reason).is_ok() {
-            self.closed.cancel();
+            self.closed.notify_waiters();
         }
     }
 
@@ -302,7 +306,6 @@ impl<D> EioSocket<D> {
             self.close(CloseReason::SlowConsumer);
             return Err(SendError::SlowConsumer);
         }
-        self.metrics.queued_bytes.inc_by(len as i64);
         Ok(())
     }
 
@@ -310,7 +313,6 @@ impl<D> EioSocket<D> {
     pub(crate) fn dequeued(&self, item: &Outgoing) {
         let len = item.len();
         self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-        self.metrics.queued_bytes.dec_by(len as i64);
         self.metrics.sent_bytes.inc_by(len as u64);
     }
 
@@ -336,7 +338,6 @@ impl<D> EioSocket<D> {
     /// Marks the upgrade as over (switched or abandoned) and wakes polls waiting on it.
     pub(crate) fn end_upgrade(&self) {
         self.upgrading.store(false, Ordering::Release);
-        self.upgrade_ended.notify_waiters();
     }
 
     /// Records a pong; it only counts while a ping is outstanding. The next ping is due
@@ -386,6 +387,11 @@ impl<D> EioSocket<D> {
         Instant::now() >= self.pong_deadline()
     }
 
+    /// How long ago the session opened.
+    pub(crate) fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
     /// Bytes waiting in the outbound queue.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes.load(Ordering::Relaxed)
@@ -394,13 +400,4 @@ impl<D> EioSocket<D> {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-impl<D> Drop for EioSocket<D> {
-    fn drop(&mut self) {
-        let left = self.queued_bytes.load(Ordering::Relaxed);
-        if left > 0 {
-            self.metrics.queued_bytes.dec_by(left as i64);
-        }
-    }
 }

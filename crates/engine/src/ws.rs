@@ -8,7 +8,7 @@
 //! buffer, whatever the size of the messages it carried before.
 
 use crate::admission::Permit;
-use crate::engine::{Engine, Inner};
+use crate::engine::{end_session, Engine, Inner};
 use crate::error::CloseReason;
 use crate::handler::{Handler, Incoming};
 use crate::http_util::{self, Body};
@@ -31,7 +31,7 @@ use switchboard_protocol::websocket::{
 };
 use switchboard_protocol::EioPacket;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout, timeout_at, Instant, Sleep};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 type Io = TokioIo<hyper::upgrade::Upgraded>;
@@ -104,16 +104,25 @@ pub(crate) fn accept<H: Handler, B: Send + 'static>(
         match (existing, fresh) {
             (None, None) => {}
             (None, Some((info, permit))) => {
-                let socket = engine.open_session(TransportKind::Websocket, info, permit);
+                let socket = engine.open_session(TransportKind::Websocket, info);
                 let open = engine.open_packet(&socket).encode_text();
-                if socket.send(Outgoing::One(Frame::text(open))).is_err() {
-                    return;
+                let queued = socket.send(Outgoing::One(Frame::text(open))).is_ok();
+                if queued {
+                    engine.handler().on_open(&socket);
                 }
-                engine.handler().on_open(&socket);
-                let Some(rx) = socket.take_rx() else { return };
-                // A task of its own, so what the connection keeps for its life is only the
-                // state of `run`, not that of this setup as well.
-                tokio::spawn(run(engine.inner.clone(), ws, socket, rx));
+                match socket.take_rx() {
+                    // A task of its own, so what the connection keeps for its life is only
+                    // the state of `run`, not that of this setup as well. It supervises the
+                    // session too (pings, then the end), so the session needs no other task.
+                    Some(rx) if queued => {
+                        tokio::spawn(run(engine.inner.clone(), ws, socket, rx, Some(permit)));
+                    }
+                    _ => {
+                        socket.close(CloseReason::TransportError);
+                        end_session(&engine.inner, &socket).await;
+                        drop(permit);
+                    }
+                }
             }
             // Rare: boxed, so the task of every connection is not the size of this path.
             (Some(socket), _) => Box::pin(upgrade(engine, ws, socket)).await,
@@ -425,7 +434,7 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Conn, socket: Arc<EioSoc
         }
         tokio::select! {
             _ = returned => {}
-            _ = socket.closed_token().cancelled() => return ws.close(1000, "").await,
+            _ = socket.closed() => return ws.close(1000, "").await,
             _ = tokio::time::sleep_until(deadline) => {
                 socket.end_upgrade();
                 return ws.close(1000, "").await;
@@ -434,7 +443,8 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Conn, socket: Arc<EioSoc
     };
     socket.end_upgrade();
     inner.metrics.upgrades.inc();
-    run(inner, ws, socket, rx).await;
+    // The session's supervisor (started with its polling handshake) keeps its heartbeat.
+    run(inner, ws, socket, rx, None).await;
 }
 
 /// A write stall timer, allocated only while a write waits on the socket.
@@ -488,17 +498,67 @@ enum Step {
     BadFrames(WsError),
 }
 
+/// The heartbeat of a session its connection task supervises: sends the ping when it is due,
+/// and closes the session when the pong is late. The timer is set to the session's own
+/// absolute instants (see [`EioSocket::pong_deadline`]), so a late wake-up never adds up; a
+/// pong the task read before it looked at the timer has already counted.
+fn poll_heartbeat<D>(
+    socket: &EioSocket<D>,
+    mut timer: Pin<&mut Sleep>,
+    cx: &mut Context<'_>,
+) -> Poll<Step> {
+    loop {
+        let awaiting = socket.awaiting_pong.load(Ordering::Acquire);
+        let due = if awaiting {
+            socket.pong_deadline()
+        } else {
+            socket.next_ping()
+        };
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if awaiting {
+            socket.close(CloseReason::PingTimeout);
+            return Poll::Ready(Step::Closed);
+        }
+        socket.ping_going_out();
+        tracing::trace!(
+            age_ms = socket.age().as_millis() as u64,
+            late_ms = due.elapsed().as_millis() as u64,
+            transport = "websocket",
+            "ping"
+        );
+        socket.awaiting_pong.store(true, Ordering::Release);
+        // Queued like any packet: the queue wakes this task to write it.
+        if socket
+            .send(Outgoing::One(Frame::text("2".to_owned())))
+            .is_err()
+        {
+            return Poll::Ready(Step::Closed);
+        }
+    }
+}
+
 /// Serves an established WebSocket session until it closes: handles what the client sends,
-/// one message at a time, and writes what is queued, both in this one task.
+/// one message at a time, and writes what is queued, both in this one task. With the
+/// session's admission `permit`, the task also supervises the session: it sends the pings and
+/// ends the session when it closes (a session that opened on WebSocket has no other task).
 async fn run<H: Handler>(
     inner: Arc<Inner<H>>,
     mut ws: Conn,
     socket: Arc<EioSocket<H::Data>>,
     mut rx: Receiver,
+    permit: Option<Permit>,
 ) {
     let write_timeout = inner.config.write_timeout;
-    let closed = socket.closed_token().clone();
-    let cancelled = closed.cancelled();
+    let supervising = permit.is_some();
+    // Only polled while supervising (an unpolled timer is not registered anywhere).
+    let heartbeat = tokio::time::sleep_until(socket.next_ping());
+    tokio::pin!(heartbeat);
+    let cancelled = socket.closed();
     tokio::pin!(cancelled);
     // Armed while written bytes wait on the socket: a peer that takes nothing for
     // `write_timeout` is a failed transport.
@@ -568,7 +628,7 @@ async fn run<H: Handler>(
                 }
             }
             if handling.is_none() && ws.inbox.is_empty() {
-                return match ws.poll_read(cx) {
+                let read = match ws.poll_read(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Ok(())) => Poll::Ready(Step::Again),
                     Poll::Ready(Err(ReadEnd::Eof)) => {
@@ -579,6 +639,12 @@ async fn run<H: Handler>(
                     }
                     Poll::Ready(Err(ReadEnd::Frames(err))) => Poll::Ready(Step::BadFrames(err)),
                 };
+                if let Poll::Ready(end) = read {
+                    return Poll::Ready(end);
+                }
+            }
+            if supervising {
+                return poll_heartbeat(&socket, heartbeat.as_mut(), cx);
             }
             Poll::Pending
         })
@@ -607,7 +673,14 @@ async fn run<H: Handler>(
     }
     drop(stall);
     // Once per connection, and boxed so the connection's task does not carry its size.
-    Box::pin(finish(ws, &socket, rx, handling)).await;
+    Box::pin(async {
+        if let Some(permit) = permit {
+            end_session(&inner, &socket).await;
+            drop(permit);
+        }
+        finish(ws, &socket, rx, handling).await;
+    })
+    .await;
 }
 
 /// The end of a connection: the last packets when the server closed it, the close frame, and

@@ -410,7 +410,7 @@ impl Relay {
     }
 
     fn publish(&self, socket: &SocketRef, mut event: Event, grants: &Grants) {
-        let request = self.parse_publish(&event).and_then(|request| {
+        let request = self.parse_publish(&mut event).and_then(|request| {
             let names: Option<Vec<String>> = request
                 .rooms
                 .as_ref()
@@ -502,8 +502,9 @@ impl Relay {
         });
     }
 
-    fn parse_publish(&self, event: &Event) -> Result<PublishRequest, Refusal> {
-        let Some(Value::Object(obj)) = event.payload.args.first() else {
+    /// The publish request in `event`; its `data` is moved out of the event, not copied.
+    fn parse_publish(&self, event: &mut Event) -> Result<PublishRequest, Refusal> {
+        let Some(Value::Object(obj)) = event.payload.args.first_mut() else {
             return Err(refuse(
                 "bad_request",
                 "publish takes one object {to, event, data, self}",
@@ -546,7 +547,7 @@ impl Relay {
             rooms,
             include_self,
             timeout,
-            data: obj.get("data").cloned().unwrap_or(Value::Null),
+            data: obj.remove("data").unwrap_or(Value::Null),
         })
     }
 }

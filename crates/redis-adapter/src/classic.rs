@@ -6,8 +6,9 @@
 use crate::bus::SubKind;
 use crate::cluster::{Body, Inbound, Outbound, Reply, Request, Wire};
 use crate::codec::{
-    json_list_to_mp, json_to_mp, mp_decode, mp_encode, mp_get, mp_take, mp_to_json, opts_from_json,
-    opts_from_mp, opts_json, opts_mp, room_from_json, rooms_json, socket_from_json, socket_json,
+    json_list_to_mp, json_to_mp, mp_decode, mp_encode, mp_first_str, mp_get, mp_take, mp_to_json,
+    opts_from_json, opts_from_mp, opts_json, opts_mp, room_from_json, rooms_json, socket_from_json,
+    socket_json,
 };
 use rmpv::Value as Mp;
 use serde_json::{json, Map, Value};
@@ -84,6 +85,10 @@ impl Classic {
             if !local.has_room(room) {
                 return Ok(None);
             }
+        }
+        // This node's own broadcasts come back on the channel: dropped before decoding.
+        if mp_first_str(payload) == Some(self.uid.as_str()) {
+            return Ok(None);
         }
         let Mp::Array(mut parts) = mp_decode(payload).map_err(|e| e.to_string())? else {
             return Err("broadcast is not an array".into());

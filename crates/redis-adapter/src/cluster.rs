@@ -654,7 +654,7 @@ impl<W: Wire> Node<W> {
             }
             Body::Request(req) => match req {
                 Request::Broadcast { packet, opts } => {
-                    self.local.broadcast(&packet, &opts);
+                    self.local.broadcast_owned(packet, &opts);
                 }
                 Request::BroadcastAck { id, packet, opts } => {
                     if !self.is_pending(&id) {

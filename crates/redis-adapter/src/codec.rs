@@ -322,6 +322,17 @@ pub fn mp_decode(bytes: &[u8]) -> Result<Mp, rmpv::decode::Error> {
     rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
 }
 
+/// The first element of a msgpack array when it is a string (the sender's uid of a
+/// broadcast), read without decoding the rest of the message.
+pub(crate) fn mp_first_str(bytes: &[u8]) -> Option<&str> {
+    let mut rd = bytes;
+    let len = rmp::decode::read_array_len(&mut rd).ok()?;
+    if len == 0 {
+        return None;
+    }
+    rmp::decode::read_str_from_slice(rd).ok().map(|(s, _)| s)
+}
+
 /// A socket description from a reply (Node's `{id, handshake, rooms, data}`).
 pub(crate) fn socket_from_json(v: &Value) -> Option<SocketInfo> {
     Some(SocketInfo {
@@ -350,6 +361,31 @@ pub(crate) fn socket_json(s: &SocketInfo) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_sender_is_read_without_decoding_the_message() {
+        let message = mp_encode(&Mp::Array(vec![
+            Mp::from("node-a"),
+            Mp::Map(vec![(Mp::from("nsp"), Mp::from("/"))]),
+        ]));
+        assert_eq!(mp_first_str(&message), Some("node-a"));
+        // A long uid (a str16 header).
+        let long = "u".repeat(300);
+        let message = mp_encode(&Mp::Array(vec![Mp::from(long.as_str()), Mp::Nil]));
+        assert_eq!(mp_first_str(&message), Some(long.as_str()));
+        // Not an array, an empty array, a first element that is not a string, truncated.
+        assert_eq!(mp_first_str(&mp_encode(&Mp::from("node-a"))), None);
+        assert_eq!(mp_first_str(&mp_encode(&Mp::Array(vec![]))), None);
+        assert_eq!(
+            mp_first_str(&mp_encode(&Mp::Array(vec![Mp::from(7)]))),
+            None
+        );
+        let whole = mp_encode(&Mp::Array(vec![Mp::from("node-a")]));
+        for cut in 0..whole.len() {
+            assert_eq!(mp_first_str(&whole[..cut]), None);
+        }
+        assert_eq!(mp_first_str(&[]), None);
+    }
 
     #[test]
     fn binary_round_trip_through_msgpack() {

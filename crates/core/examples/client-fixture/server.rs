@@ -54,7 +54,7 @@ pub fn build() -> Result<Server, Box<dyn std::error::Error>> {
     io.use_middleware(|socket| async move {
         if socket
             .handshake()
-            .query
+            .query()
             .get("fail")
             .is_some_and(|v| !v.is_empty())
         {

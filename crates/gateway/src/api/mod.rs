@@ -285,13 +285,8 @@ fn socket_json(info: &SocketInfo, namespace: &str) -> Value {
     })
 }
 
-/// Records `node` in the data of every socket of `ns` (the API shows where a socket is).
+/// Shows `node` in the data of every socket of `ns` as `fetch_sockets` reports it (the API
+/// shows where a socket is); nothing is stored per socket.
 pub fn tag_node(ns: &Arc<Namespace>, node: Arc<str>) {
-    ns.on_connection(move |socket| {
-        let mut data = socket.data();
-        if let Value::Object(map) = &mut data {
-            map.insert(NODE_KEY.into(), Value::String(node.to_string()));
-            socket.set_data(data);
-        }
-    });
+    ns.tag_fetched(NODE_KEY, Value::String(node.to_string()));
 }

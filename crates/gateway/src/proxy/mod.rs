@@ -136,7 +136,7 @@ async fn connect(backend: &BackendClient, socket: &SocketRef) -> Result<(), Conn
         "namespace": socket.nsp().name(),
         "auth": hs.auth,
         "headers": headers,
-        "query": hs.query,
+        "query": hs.query(),
         "address": hs.address.map(|a| a.ip().to_string()),
     });
     let answer = backend.call(Hook::Connect, &body).await;
