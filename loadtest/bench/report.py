@@ -32,6 +32,8 @@ def spread(values, fmt="{:,.0f}"):
     values = [v for v in values if v is not None]
     if not values:
         return "–"
+    if any(isinstance(v, str) for v in values):
+        return "; ".join(str(v) for v in values)
     med = statistics.median(values)
     if len(values) == 1:
         return fmt.format(med)
@@ -50,6 +52,19 @@ def metric(case, r):
             "RSS total MiB": s.get("rss_end_bytes", 0) / 1048576,
             "connects/s": r.get("connects_per_s"),
         }
+    if case.startswith("shards") and not case.endswith("sweep"):
+        shards = (r.get("redis") or {}).get("shards") or []
+        return {
+            "deliveries/s": r.get("deliveries_per_s"),
+            "lost": r.get("lost"),
+            "p50 ms": lat.get("p50", 0) / 1000,
+            "p99 ms": lat.get("p99", 0) / 1000,
+            "CPU-µs/delivery": s.get("cpu_us_per_delivery"),
+            "SPUBLISH per shard": "/".join(str(x.get("spublish", 0)) for x in shards),
+            "busiest shard's share": max((x.get("spublish", 0) for x in shards), default=0)
+            / max(sum(x.get("spublish", 0) for x in shards), 1),
+            "Redis CPU s": sum(x.get("cpu_s", 0) for x in shards),
+        }
     if case.startswith(("fanout", "crossnode")):
         return {
             "deliveries/s": r.get("deliveries_per_s"),
@@ -67,7 +82,7 @@ def metric(case, r):
             "p99 ms": lat.get("p99", 0) / 1000,
             "CPU-µs/handshake": s.get("cpu_us_per_handshake"),
         }
-    if case.startswith("sweep"):
+    if case.endswith("sweep"):
         sat = r.get("saturation") or {}
         return {
             "saturation msg/s": sat.get("rate"),
@@ -80,7 +95,8 @@ def metric(case, r):
 
 FORMATS = {"p50 ms": "{:.1f}", "p99 ms": "{:.1f}", "p99.9 ms": "{:.1f}", "RSS/conn KiB": "{:.1f}",
            "RSS total MiB": "{:.0f}", "CPU-µs/delivery": "{:.1f}", "CPU-µs/handshake": "{:.0f}",
-           "p99 ms at saturation": "{:.1f}"}
+           "p99 ms at saturation": "{:.1f}", "busiest shard's share": "{:.2f}",
+           "Redis CPU s": "{:.2f}"}
 
 
 def tables(rows):
@@ -128,7 +144,7 @@ def plot(rows, path):
         xs, ys = [], []
         for row in rows:
             r = row.get("result")
-            if row["contender"] != who or not r:
+            if row["contender"] != who or not r or row["case"].startswith("shards"):
                 continue
             if row["case"].startswith("sweep"):
                 for s in r.get("steps", []):
