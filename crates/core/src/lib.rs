@@ -38,7 +38,6 @@ mod recovery;
 mod room;
 mod server;
 mod socket;
-pub mod time;
 
 pub use adapter::{
     collect_acks, AckResponses, Adapter, AdapterError, AdapterFactory, BroadcastFlags,
@@ -55,7 +54,7 @@ pub use recovery::{now_ms, packet_size, RecoveredSession, RecoveryFailure, Sessi
 pub use room::{IntoRooms, Room};
 pub use server::{DynamicNamespace, Server};
 pub use socket::{Ack, Event, Handshake, Socket, SocketInfo, SocketRef, Verdict, VolatileSocket};
-pub use switchboard_protocol::Parser;
+pub use switchboard_protocol::{time, Parser};
 
 /// The engine layer, re-exported for serving.
 pub use switchboard_engine as engine;

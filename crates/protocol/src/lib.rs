@@ -15,6 +15,7 @@ pub mod engine;
 pub mod msgpack;
 mod parser;
 pub mod socketio;
+pub mod time;
 pub mod websocket;
 
 pub use engine::{EioDecodeError, EioPacket};

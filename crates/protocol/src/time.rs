@@ -44,13 +44,19 @@ impl Civil {
     }
 }
 
-/// `Date.prototype.toISOString()`: `2026-11-22T03:07:59.000Z`.
+/// `Date.prototype.toISOString()`: `2026-11-22T03:07:59.000Z`; a year outside 0000–9999 in
+/// JavaScript's expanded form (`+010000-01-01T…`, `-000001-…`).
 pub fn iso8601(secs: i64, millis: u32) -> String {
     let c = Civil::from_unix(secs);
     let (h, m, s) = c.hms;
+    let year = if (0..=9999).contains(&c.year) {
+        format!("{:04}", c.year)
+    } else {
+        format!("{}{:06}", if c.year < 0 { '-' } else { '+' }, c.year.abs())
+    };
     format!(
-        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z",
-        c.year, c.month, c.day
+        "{year}-{:02}-{:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z",
+        c.month, c.day
     )
 }
 
@@ -93,5 +99,8 @@ mod tests {
         assert_eq!(iso8601(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(Civil::from_unix(-1).year, 1969);
+        // new Date(8.64e15).toISOString() and new Date(-62198755200000).toISOString()
+        assert_eq!(iso8601(8_640_000_000_000, 0), "+275760-09-13T00:00:00.000Z");
+        assert_eq!(iso8601(-62_198_755_200, 0), "-000001-01-01T00:00:00.000Z");
     }
 }
