@@ -28,40 +28,9 @@ ROOT=$PWD
 PORT=3210
 EXPECTED_PASSING=${EXPECTED_PASSING:-111}
 
-usage() {
-  echo "usage: scripts/client-suite.sh SUITES_DIR [RUNS]" >&2
-  exit 64
-}
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
-SUITES_DIR=$(cd "$1" 2>/dev/null && pwd) || {
-  echo "SUITES_DIR '$1' is not a directory: pass the folder that holds socket.io-client/test/" >&2
-  exit 64
-}
-RUNS=${2:-1}
-if ! [[ "$RUNS" =~ ^[1-9][0-9]*$ ]]; then
-  echo "RUNS '$RUNS' must be a positive integer" >&2
-  exit 64
-fi
-PRIORITY=${PRIORITY:-rt}
-case "$PRIORITY" in
-  rt) PRIO="chrt -f 10" ;;
-  nice) PRIO="nice -n -10" ;;
-  none) PRIO="" ;;
-  *)
-    echo "PRIORITY '$PRIORITY' must be rt, nice or none" >&2
-    exit 64
-    ;;
-esac
-# shellcheck disable=SC2086
-if [ -n "$PRIO" ] && ! $PRIO true 2>/dev/null; then
-  echo "note: cannot run under '$PRIO' (needs root); running at normal priority (PRIORITY=none hides this)" >&2
-  PRIO=""
-fi
-MIN_CLEAN=${MIN_CLEAN:-$RUNS}
-if ! [[ "$MIN_CLEAN" =~ ^[1-9][0-9]*$ ]] || [ "$MIN_CLEAN" -gt "$RUNS" ]; then
-  echo "MIN_CLEAN '$MIN_CLEAN' must be a positive integer no larger than RUNS ($RUNS)" >&2
-  exit 64
-fi
+# shellcheck source=scripts/lib/suites.sh
+. scripts/lib/suites.sh
+suite_args scripts/client-suite.sh "socket.io-client/test/" "$@"
 if ! [[ "$EXPECTED_PASSING" =~ ^[0-9]+$ ]]; then
   echo "EXPECTED_PASSING '$EXPECTED_PASSING' must be a whole number" >&2
   exit 64
@@ -80,7 +49,6 @@ for tool in node npm cargo; do
   }
 done
 
-step() { printf '\n==> %s\n' "$*"; }
 
 WORK=$(mktemp -d -t switchboard-client-suite.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -145,8 +113,7 @@ run_suite() {
 # The suite's port is fixed, and other servers on this machine may hold it: when we may create a
 # private network namespace (root, unshare and ip present), the fixture and the tests run in one
 # that has only its own loopback. Otherwise they use the machine's loopback.
-if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 \
-  && unshare --net true 2>/dev/null; then
+if can_unshare_net; then
   step "running in a private network namespace (own loopback, port $PORT is ours); $RUNS run(s)${PRIO:+ under $PRIO}"
   export WORK PKG HOOKS RUNS EXPECTED_PASSING MIN_CLEAN ROOT PRIO
   export -f run_suite step summary_count

@@ -27,40 +27,9 @@ cd "$(dirname "$0")/.."
 SUITES=(engine.io-v4 socket.io-v5)
 PORT=3000
 
-usage() {
-  echo "usage: scripts/official-suites.sh SUITES_DIR [RUNS]" >&2
-  exit 64
-}
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
-SUITES_DIR=$(cd "$1" 2>/dev/null && pwd) || {
-  echo "SUITES_DIR '$1' is not a directory: pass the folder that holds engine.io-v4/ and socket.io-v5/" >&2
-  exit 64
-}
-RUNS=${2:-1}
-if ! [[ "$RUNS" =~ ^[1-9][0-9]*$ ]]; then
-  echo "RUNS '$RUNS' must be a positive integer" >&2
-  exit 64
-fi
-PRIORITY=${PRIORITY:-rt}
-case "$PRIORITY" in
-  rt) PRIO="chrt -f 10" ;;
-  nice) PRIO="nice -n -10" ;;
-  none) PRIO="" ;;
-  *)
-    echo "PRIORITY '$PRIORITY' must be rt, nice or none" >&2
-    exit 64
-    ;;
-esac
-# shellcheck disable=SC2086
-if [ -n "$PRIO" ] && ! $PRIO true 2>/dev/null; then
-  echo "note: cannot run under '$PRIO' (needs root); running at normal priority (PRIORITY=none hides this)" >&2
-  PRIO=""
-fi
-MIN_CLEAN=${MIN_CLEAN:-$RUNS}
-if ! [[ "$MIN_CLEAN" =~ ^[1-9][0-9]*$ ]] || [ "$MIN_CLEAN" -gt "$RUNS" ]; then
-  echo "MIN_CLEAN '$MIN_CLEAN' must be a positive integer no larger than RUNS ($RUNS)" >&2
-  exit 64
-fi
+# shellcheck source=scripts/lib/suites.sh
+. scripts/lib/suites.sh
+suite_args scripts/official-suites.sh "engine.io-v4/ and socket.io-v5/" "$@"
 for suite in "${SUITES[@]}"; do
   for f in test-suite.js node-imports.js package.json package-lock.json; do
     if [ ! -f "$SUITES_DIR/$suite/$f" ]; then
@@ -76,7 +45,6 @@ for tool in node npm cargo curl; do
   }
 done
 
-step() { printf '\n==> %s\n' "$*"; }
 
 stop_server() {
   if [ -n "${SERVER_PID:-}" ]; then
@@ -178,8 +146,7 @@ run_suites() {
 # The suites' port is fixed, and other servers on this machine may hold it: when we may create a
 # private network namespace (root, unshare and ip present), the server and the suites run in one
 # that has only its own loopback. Otherwise they use the machine's loopback.
-if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 \
-  && unshare --net true 2>/dev/null; then
+if can_unshare_net; then
   step "running in a private network namespace (own loopback, port $PORT is ours)"
   export WORK BIN RUNS PORT MIN_CLEAN PRIO
   export -f run_suites stop_server step

@@ -72,20 +72,25 @@ impl Handshake {
         self.uri.to_string()
     }
 
+    /// A request header as Node's `req.headers` has it: the values of a repeated header joined
+    /// with ", " (`set-cookie` included, never sent by clients); `None` when absent or when no
+    /// value is visible ASCII.
+    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<String> {
+        let values: Vec<&str> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
     /// The handshake as Socket.IO serializes it for `fetchSockets` (Node's field names).
     pub fn to_json(&self) -> Value {
-        // Node's `req.headers`: one string per name, the values of a repeated header joined
-        // with ", " (`set-cookie`, never sent by clients, included).
         let mut headers = serde_json::Map::new();
         for name in self.headers.keys() {
-            let values: Vec<&str> = self
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if !values.is_empty() {
-                headers.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
+            if let Some(value) = self.header(name) {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
             }
         }
         let issued = self

@@ -10,7 +10,10 @@
 //! - a poll whose connection closes right after its request (often in the same read) is still
 //!   handled, so its session closes and the next poll gets 400;
 //! - a client that upgrades without ever polling keeps its session past pingTimeout (the
-//!   upgrade's WebSocket counts as its first request).
+//!   upgrade's WebSocket counts as its first request);
+//! - a probe that arrives while a POST is in flight is answered only once that POST has been
+//!   answered (a client that reads `3probe` with a POST in flight holds what it emits until
+//!   its poll ends).
 //!
 //! Runs against the in-process `conformance` example server (both paths).
 
@@ -175,4 +178,45 @@ async fn engine_poll_during_the_upgrade_carries_queued_packets() {
     ws.send_text("5").await;
     ws.send_text("4again").await;
     assert_eq!(ws.recv_text().await, "4again");
+}
+
+/// The socket.io-client emits as it connects, while its CONNECT's POST may still be in flight;
+/// if `3probe` came then, it would hold those events until its poll ended. So the probe waits
+/// for the POST (here one whose body is still on its way) to be answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_waits_for_the_post_in_flight() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fx = Fx::new(Flavor::Engine).await;
+    let sid = fx.polling_handshake().await;
+    let mut post = tokio::net::TcpStream::connect(&fx.host)
+        .await
+        .expect("connect for the POST");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 6\r\n\r\n4he",
+        fx.target(&sid_query(&sid)),
+        fx.host
+    );
+    post.write_all(head.as_bytes()).await.expect("POST head");
+    let mut ws = fx.ws(&ws_sid_query(&sid)).await;
+    ws.send_text("2probe").await;
+    // Nothing may come while the POST's body is incomplete (this can only fail early).
+    let early = tokio::time::timeout(Duration::from_millis(300), ws.recv()).await;
+    assert!(
+        early.is_err(),
+        "answered the probe during a POST: {early:?}"
+    );
+    post.write_all(b"llo").await.expect("POST body");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), post.read_to_end(&mut answer))
+        .await
+        .expect("POST answered")
+        .expect("POST read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(ws.recv_text().await, "3probe");
+    // The echo (after any ping of the short test heartbeat).
+    let r = fx.poll(&sid).await;
+    let text = r.text();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(text.split('\u{1e}').next_back(), Some("4hello"), "{r:?}");
 }

@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_protocol::engine::{decode_payload, encode_binary_record, SEPARATOR};
 
-/// How long a poll that arrives during an upgrade waits for a packet before its noop.
+/// How long a poll waits during an upgrade, with nothing queued, before it ends with a noop so
+/// that the client, which pauses polling once it reads `3probe`, can send its `5`. Node's
+/// upgrade check writes that noop every 100 ms from the probe.
 const UPGRADE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Holds the queue's receiving end for one GET. If the GET future is dropped before it answers
@@ -61,20 +63,10 @@ pub(crate) async fn get<H: Handler>(
     inner: &Inner<H>,
     socket: Arc<EioSocket<H::Data>>,
 ) -> Result<Response<Body>, HttpError> {
-    // Woken when a probe is answered (a waiting poll ends with a noop so that the client can
-    // pause polling) and when the client switches with `5` (a waiting poll lets go of the queue).
-    let upgrade = socket.upgrade_started.notified();
-    tokio::pin!(upgrade);
-    upgrade.as_mut().enable();
     if socket.transport() != TransportKind::Polling {
         // The client switched to WebSocket since the request was routed.
         return Err(HttpError::BadRequest);
     }
-    // A poll that arrives once the probe is answered is served like any other (the client may
-    // still be flushing its last packets), except that, as in Node, whose upgrade check writes
-    // a noop to the polling transport every 100 ms, it ends with a noop when nothing comes
-    // sooner: then the client can pause polling and send its `5`.
-    let during_upgrade = socket.upgrading.load(Ordering::Acquire);
     let Some(rx) = socket.take_rx() else {
         // Overlapping GETs: the protocol closes the session; the first GET gets `1`.
         socket.close(CloseReason::TransportError);
@@ -87,23 +79,39 @@ pub(crate) async fn get<H: Handler>(
         answered: false,
     };
     let mut body = String::new();
-    let first = {
+    // During an upgrade (from the probe on) a poll carries what is queued (the client may still
+    // be POSTing and waiting for answers) and otherwise ends with a noop after UPGRADE_CHECK.
+    let check = tokio::time::sleep(UPGRADE_CHECK);
+    tokio::pin!(check);
+    let mut checking = false;
+    let first = loop {
+        let wake = socket.poll_wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        if socket.transport() != TransportKind::Polling {
+            // The `5` came: this poll gives the queue back to the WebSocket.
+            guard.answered = true;
+            return Err(HttpError::BadRequest);
+        }
+        if !checking && socket.upgrading.load(Ordering::Acquire) {
+            checking = true;
+            check
+                .as_mut()
+                .reset(tokio::time::Instant::now() + UPGRADE_CHECK);
+        }
         let Some(rx) = guard.rx.as_mut() else {
             return Err(HttpError::BadRequest);
         };
         tokio::select! {
             biased;
-            _ = socket.closed() => None,
-            _ = &mut upgrade => {
+            _ = socket.closed() => break None,
+            _ = &mut wake => continue,
+            item = rx.recv() => break item,
+            _ = &mut check, if checking => {
                 guard.answered = true;
                 if socket.transport() != TransportKind::Polling {
                     return Err(HttpError::BadRequest);
                 }
-                return Ok(payload_response("6".into()));
-            }
-            item = rx.recv() => item,
-            _ = tokio::time::sleep(UPGRADE_CHECK), if during_upgrade => {
-                guard.answered = true;
                 return Ok(payload_response("6".into()));
             }
         }
@@ -143,6 +151,7 @@ struct PostGuard<'a, D>(&'a EioSocket<D>);
 
 impl<D> Drop for PostGuard<'_, D> {
     fn drop(&mut self) {
+        self.0.post_ended();
         self.0.post_in_flight.store(false, Ordering::Release);
     }
 }

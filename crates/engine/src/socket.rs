@@ -124,7 +124,9 @@ pub struct EioSocket<D> {
     max_queue_bytes: usize,
     transport: AtomicU8,
     pub(crate) upgrading: AtomicBool,
-    pub(crate) upgrade_started: Notify,
+    /// Wakes a waiting poll when what it waits on changed: the probe was answered or the client
+    /// switched to WebSocket.
+    pub(crate) poll_wake: Notify,
     pub(crate) awaiting_pong: AtomicBool,
     pub(crate) pong: Notify,
     heartbeat: Heartbeat,
@@ -138,6 +140,8 @@ pub struct EioSocket<D> {
     /// Set when the client ended the session with a close packet (`1`).
     pub(crate) close_packet: AtomicBool,
     pub(crate) post_in_flight: AtomicBool,
+    /// When the last POST was answered (microseconds after `opened`; 0: none yet).
+    post_ended_us: AtomicU64,
     pub(crate) get_pending: AtomicBool,
     /// Set by the first request after the handshake (a GET, a POST or an upgrade's WebSocket).
     pub(crate) polled: AtomicBool,
@@ -180,7 +184,7 @@ impl<D> EioSocket<D> {
             max_queue_bytes,
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
-            upgrade_started: Notify::new(),
+            poll_wake: Notify::new(),
             awaiting_pong: AtomicBool::new(false),
             pong: Notify::new(),
             heartbeat,
@@ -188,6 +192,7 @@ impl<D> EioSocket<D> {
             pong_deadline_us: AtomicU64::new(micros(heartbeat.interval + heartbeat.timeout)),
             close_packet: AtomicBool::new(false),
             post_in_flight: AtomicBool::new(false),
+            post_ended_us: AtomicU64::new(0),
             get_pending: AtomicBool::new(false),
             polled: AtomicBool::new(false),
             drained: Notify::new(),
@@ -338,6 +343,29 @@ impl<D> EioSocket<D> {
     /// Marks the upgrade as over (switched or abandoned) and wakes polls waiting on it.
     pub(crate) fn end_upgrade(&self) {
         self.upgrading.store(false, Ordering::Release);
+    }
+
+    /// Records that a POST was answered.
+    pub(crate) fn post_ended(&self) {
+        self.post_ended_us
+            .store(micros(self.opened.elapsed()).max(1), Ordering::Release);
+    }
+
+    /// How long until the polling transport has been quiet (no POST in flight, none answered)
+    /// for `quiet`; `None` when it has been already.
+    pub(crate) fn polling_quiet_in(&self, quiet: Duration) -> Option<Duration> {
+        if self.post_in_flight.load(Ordering::Acquire) {
+            return Some(quiet);
+        }
+        let ended = self.post_ended_us.load(Ordering::Acquire);
+        if ended == 0 {
+            return None;
+        }
+        let since = self
+            .opened
+            .elapsed()
+            .saturating_sub(Duration::from_micros(ended));
+        quiet.checked_sub(since).filter(|d| !d.is_zero())
     }
 
     /// Records a pong; it only counts while a ping is outstanding. The next ping is due

@@ -38,6 +38,11 @@ type Io = TokioIo<hyper::upgrade::Upgraded>;
 
 /// Most frames in one vectored write (two slices each).
 const BATCH: usize = 64;
+
+/// How long the polling transport must have been quiet (no POST in flight or answered) before
+/// a probe is answered, and the longest a probe waits for that.
+const PROBE_QUIET: Duration = Duration::from_millis(10);
+const PROBE_QUIET_MAX: Duration = Duration::from_millis(500);
 /// The temporary read buffer, on the stack of the poll that reads (see
 /// [`crate::EngineConfig::ws_read_buffer`]).
 const READ_STACK: usize = 16 * 1024;
@@ -408,14 +413,28 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Conn, socket: Arc<EioSoc
     if !is_text(first, "2probe") || socket.upgrading.swap(true, Ordering::AcqRel) {
         return ws.close(1000, "").await;
     }
+    // The client holds what it emits while a POST of its is in flight, and from the moment it
+    // reads `3probe` until its polling ends: a `3probe` read between a POST's start and its
+    // answer keeps those packets back until its poll ends (UPGRADE_CHECK in polling.rs). So
+    // the probe is answered once the polling transport has been quiet for PROBE_QUIET, or at
+    // PROBE_QUIET_MAX at the latest.
+    let answer_by = (Instant::now() + PROBE_QUIET_MAX).min(deadline);
+    while let Some(wait) = socket.polling_quiet_in(PROBE_QUIET) {
+        let now = Instant::now();
+        if now >= answer_by || socket.is_closed() {
+            break;
+        }
+        tokio::time::sleep_until((now + wait).min(answer_by)).await;
+    }
     ws.out
         .push(Out::Data(Outgoing::One(Frame::text("3probe".to_owned()))));
     if !matches!(timeout_at(deadline, ws.write_all()).await, Ok(Ok(()))) {
         socket.end_upgrade();
         return;
     }
-    // Ends the pending poll (and any poll until the switch) with a noop.
-    socket.upgrade_started.notify_waiters();
+    // A waiting poll (and any poll until the switch) now ends with a noop when nothing comes
+    // within the upgrade check.
+    socket.poll_wake.notify_waiters();
     let second = timeout_at(deadline, ws.next_message()).await.ok().flatten();
     if !is_text(second, "5") {
         socket.end_upgrade();
@@ -424,7 +443,7 @@ async fn upgrade<H: Handler>(engine: Engine<H>, mut ws: Conn, socket: Arc<EioSoc
     // The client switched: polls from now on get 400, and a poll still waiting (one that
     // raced the `5`) is woken to answer 400 and give the queue back.
     socket.set_transport(TransportKind::Websocket);
-    socket.upgrade_started.notify_waiters();
+    socket.poll_wake.notify_waiters();
     let rx = loop {
         let returned = socket.rx_returned.notified();
         tokio::pin!(returned);

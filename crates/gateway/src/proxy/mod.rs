@@ -121,14 +121,8 @@ async fn connect(backend: &BackendClient, socket: &SocketRef) -> Result<(), Conn
     let hs = socket.handshake();
     let mut headers = Map::new();
     for name in &backend.config().forward_headers {
-        let values: Vec<&str> = hs
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !values.is_empty() {
-            headers.insert(name.as_str().into(), Value::String(values.join(", ")));
+        if let Some(value) = hs.header(name) {
+            headers.insert(name.as_str().into(), Value::String(value));
         }
     }
     let body = json!({
