@@ -87,7 +87,7 @@ pub struct Client {
 }
 
 /// What one WebSocket frame turned into.
-pub enum Incoming {
+pub enum FrameOutcome {
     /// A complete Socket.IO packet.
     Packet(Packet),
     /// Nothing for the caller (a ping answered, a partial binary packet, a pong).
@@ -149,7 +149,7 @@ impl Client {
         }
         client.send_text("40".to_owned()).await?;
         loop {
-            if let Incoming::Packet(p) = client.next_incoming().await? {
+            if let FrameOutcome::Packet(p) = client.next_incoming().await? {
                 match p.kind {
                     PacketKind::Connect(_) => return Ok(client),
                     PacketKind::ConnectError(v) => return Err(ClientError::Refused(v.to_string())),
@@ -182,7 +182,7 @@ impl Client {
         self.send_text(event_frame(event, arg, Some(id))).await?;
         let wait = async {
             loop {
-                if let Incoming::Packet(Packet {
+                if let FrameOutcome::Packet(Packet {
                     kind: PacketKind::Ack { data, id: got, .. },
                     ..
                 }) = self.next_incoming().await?
@@ -215,28 +215,28 @@ impl Client {
     }
 
     /// Reads one frame and decodes it; answers Engine.IO pings itself.
-    pub async fn next_incoming(&mut self) -> Result<Incoming, ClientError> {
+    pub async fn next_incoming(&mut self) -> Result<FrameOutcome, ClientError> {
         let packet = self.next_eio().await?;
         self.handle(packet).await
     }
 
     /// Decodes one Engine.IO packet read by the caller (see [`Client::next_incoming`]).
-    pub async fn handle(&mut self, packet: EioPacket) -> Result<Incoming, ClientError> {
+    pub async fn handle(&mut self, packet: EioPacket) -> Result<FrameOutcome, ClientError> {
         let decoded = match packet {
             EioPacket::Ping(data) => {
                 let mut pong = String::from("3");
                 pong.push_str(&data);
                 self.send_text(pong).await?;
-                return Ok(Incoming::Nothing);
+                return Ok(FrameOutcome::Nothing);
             }
             EioPacket::Close => return Err(ClientError::Closed),
             EioPacket::Message(text) => self.decoder.decode_text(&text),
             EioPacket::Binary(data) => self.decoder.decode_binary(data),
-            _ => return Ok(Incoming::Nothing),
+            _ => return Ok(FrameOutcome::Nothing),
         };
         match decoded.map_err(|e| ClientError::Protocol(e.to_string()))? {
-            Decoded::Packet(p) => Ok(Incoming::Packet(p)),
-            Decoded::NeedAttachments => Ok(Incoming::Nothing),
+            Decoded::Packet(p) => Ok(FrameOutcome::Packet(p)),
+            Decoded::NeedAttachments => Ok(FrameOutcome::Nothing),
         }
     }
 

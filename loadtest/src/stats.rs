@@ -99,7 +99,7 @@ impl Counts {
 
 /// The counters shared by a worker's connection tasks.
 #[derive(Default)]
-pub struct Shared {
+pub struct WorkerCounters {
     /// See [`Counts`] for each field.
     pub connected: AtomicU64,
     #[allow(missing_docs)]
@@ -134,7 +134,7 @@ pub fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-impl Shared {
+impl WorkerCounters {
     /// Records one latency in µs.
     pub fn record(&self, us: u64) {
         if let Ok(mut h) = self.hist.lock() {

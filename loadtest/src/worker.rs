@@ -3,9 +3,9 @@
 //! phase printing `Progress` every second, prints `Result`, and exits on `exit` (or EOF) so the
 //! coordinator can sample the servers while the connections are still open.
 
-use crate::client::{event_frame, Client, ClientError, Incoming, Target};
+use crate::client::{event_frame, Client, ClientError, FrameOutcome, Target};
 use crate::plan::{Job, Publication, WorkerSpec};
-use crate::stats::{bump, encode_histogram, Arrival, Counts, Shared, Tracks};
+use crate::stats::{bump, encode_histogram, Arrival, Counts, Tracks, WorkerCounters};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -86,7 +86,7 @@ async fn run(spec: WorkerSpec) -> Result<(), String> {
         .iter()
         .map(|u| Target::parse(u))
         .collect::<Result<Vec<_>, _>>()?;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(WorkerCounters::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
     let progress = tokio::spawn(report_progress(shared.clone()));
     let spec = Arc::new(spec);
@@ -129,7 +129,7 @@ async fn run(spec: WorkerSpec) -> Result<(), String> {
     Ok(())
 }
 
-async fn report_progress(shared: Arc<Shared>) {
+async fn report_progress(shared: Arc<WorkerCounters>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
@@ -146,7 +146,7 @@ async fn report_progress(shared: Arc<Shared>) {
 async fn setup(
     spec: Arc<WorkerSpec>,
     targets: &[Target],
-    shared: Arc<Shared>,
+    shared: Arc<WorkerCounters>,
     phase: watch::Receiver<Phase>,
 ) -> Vec<tokio::task::JoinHandle<Option<Client>>> {
     let total = spec.job.connections();
@@ -221,7 +221,7 @@ struct Connection {
     publications: Vec<Publication>,
     pad: String,
     end: Duration,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerCounters>,
     phase: watch::Receiver<Phase>,
 }
 
@@ -324,7 +324,7 @@ impl Connection {
         let Some(packet) = Client::decode_frame(message)? else {
             return Ok(());
         };
-        let Incoming::Packet(Packet { kind, .. }) = self.client.handle(packet).await? else {
+        let FrameOutcome::Packet(Packet { kind, .. }) = self.client.handle(packet).await? else {
             return Ok(());
         };
         match kind {
@@ -371,7 +371,7 @@ async fn storm(
     spec: &Arc<WorkerSpec>,
     a: &crate::cli::StormArgs,
     targets: &[Target],
-    shared: Arc<Shared>,
+    shared: Arc<WorkerCounters>,
 ) {
     let loops = a.concurrency / spec.count + u64::from(spec.index < a.concurrency % spec.count);
     let end = Instant::now() + Duration::from_secs_f64(a.duration);

@@ -2,8 +2,9 @@
 //!
 //! Every namespace has one [`Adapter`]. The default, [`InMemoryAdapter`], serves only this
 //! process. A cluster adapter (Redis) implements the same trait: it applies each operation
-//! locally through the [`LocalAdapter`] handle it is given and forwards it to the other nodes,
-//! which apply it through theirs. The public API above never changes.
+//! on this node through the [`LocalNamespace`] handle it is given (the namespace's sockets and
+//! rooms here) and forwards it to the other nodes, which apply it through theirs. The public
+//! API above never changes.
 
 use crate::config::ConnectionStateRecovery;
 use crate::metrics::SocketIoMetrics;
@@ -204,25 +205,39 @@ pub trait Adapter: Send + Sync + 'static {
 /// Creates the adapter of each namespace.
 pub trait AdapterFactory: Send + Sync + 'static {
     /// The adapter for the namespace behind `local`.
-    fn create(&self, local: LocalAdapter) -> Arc<dyn Adapter>;
+    fn create(&self, local: LocalNamespace) -> Arc<dyn Adapter>;
 }
 
-/// This node's side of a namespace: what an adapter calls to apply an operation here.
+/// A namespace's sockets and rooms on this node, as its adapter reaches them: what an adapter
+/// calls to apply an operation here (Node's in-memory adapter does the same work in the base
+/// class every cluster adapter extends). It holds the namespace weakly: once the namespace is
+/// gone, every operation does nothing.
 #[derive(Clone)]
-pub struct LocalAdapter {
-    pub(crate) nsp: Weak<Namespace>,
-    pub(crate) name: String,
+pub struct LocalNamespace {
+    nsp: Weak<Namespace>,
+    name: String,
 }
 
-impl std::fmt::Debug for LocalAdapter {
+/// The former name of [`LocalNamespace`], which is no adapter itself but what adapters call.
+#[deprecated(note = "renamed `LocalNamespace`")]
+pub type LocalAdapter = LocalNamespace;
+
+impl std::fmt::Debug for LocalNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalAdapter")
+        f.debug_struct("LocalNamespace")
             .field("nsp", &self.name)
             .finish()
     }
 }
 
-impl LocalAdapter {
+impl LocalNamespace {
+    pub(crate) fn of(ns: &Arc<Namespace>) -> Self {
+        Self {
+            nsp: Arc::downgrade(ns),
+            name: ns.name().to_owned(),
+        }
+    }
+
     /// The namespace name.
     pub fn namespace(&self) -> &str {
         &self.name
@@ -249,7 +264,7 @@ impl LocalAdapter {
             .unwrap_or(0)
     }
 
-    /// [`LocalAdapter::broadcast`] of a packet the caller no longer needs: its data is encoded
+    /// [`LocalNamespace::broadcast`] of a packet the caller no longer needs: its data is encoded
     /// without being copied first.
     pub fn broadcast_owned(&self, packet: EventPacket, opts: &BroadcastOptions) -> usize {
         self.with(|ns| ns.local_broadcast(Cow::Owned(packet), opts))
@@ -322,7 +337,7 @@ impl LocalAdapter {
 /// namespace's recoverable packets and disconnected sessions in memory, as Node's
 /// `SessionAwareAdapter` does.
 pub struct InMemoryAdapter {
-    local: LocalAdapter,
+    local: LocalNamespace,
     store: Option<MemoryStore>,
 }
 
@@ -340,7 +355,7 @@ impl std::fmt::Debug for InMemoryAdapter {
 pub struct InMemoryAdapterFactory;
 
 impl AdapterFactory for InMemoryAdapterFactory {
-    fn create(&self, local: LocalAdapter) -> Arc<dyn Adapter> {
+    fn create(&self, local: LocalNamespace) -> Arc<dyn Adapter> {
         let store = match (local.recovery(), local.metrics()) {
             (Some(config), Some(metrics)) => Some(MemoryStore::new(config, metrics)),
             _ => None,

@@ -39,9 +39,12 @@ mod room;
 mod server;
 mod socket;
 
+#[allow(deprecated)]
+pub use adapter::LocalAdapter;
 pub use adapter::{
     collect_acks, AckResponses, Adapter, AdapterError, AdapterFactory, BroadcastFlags,
-    BroadcastOptions, EventPacket, InMemoryAdapter, InMemoryAdapterFactory, LocalAdapter, Partial,
+    BroadcastOptions, EventPacket, InMemoryAdapter, InMemoryAdapterFactory, LocalNamespace,
+    Partial,
 };
 pub use client::{Client, SocketIoHandler};
 pub use config::{ConnectionStateRecovery, ServerConfig};

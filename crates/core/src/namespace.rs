@@ -1,6 +1,6 @@
 //! A namespace: its sockets, rooms, handlers and adapter.
 
-use crate::adapter::{Adapter, AdapterError, BroadcastOptions, EventPacket, LocalAdapter};
+use crate::adapter::{Adapter, AdapterError, BroadcastOptions, EventPacket, LocalNamespace};
 use crate::client::encode;
 use crate::config::ServerConfig;
 use crate::error::{ConnectError, EmitError};
@@ -15,11 +15,10 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use switchboard_engine::Sid;
+use switchboard_engine::{ShardedMap, Sid};
 use switchboard_protocol::{Packet, PacketKind};
 use tokio::sync::{mpsc, oneshot};
 
@@ -59,9 +58,11 @@ impl Handlers {
     }
 }
 
-const SHARDS: usize = 16;
+/// Shards of a namespace's socket map.
+const SOCKET_SHARDS: usize = 16;
 
-pub(crate) struct Shared {
+/// What the server shares with each of its namespaces: its configuration and metrics.
+pub(crate) struct ServerContext {
     pub(crate) config: ServerConfig,
     pub(crate) metrics: Arc<SocketIoMetrics>,
 }
@@ -69,10 +70,9 @@ pub(crate) struct Shared {
 /// A Socket.IO namespace (`/`, `/admin`, ...).
 pub struct Namespace {
     name: String,
-    shared: Arc<Shared>,
-    sockets: Vec<RwLock<HashMap<Sid, SocketRef>>>,
-    hasher: RandomState,
-    pub(crate) rooms: RoomIndex,
+    shared: Arc<ServerContext>,
+    sockets: ShardedMap<Sid, SocketRef>,
+    pub(crate) rooms: RoomIndex<SocketRef>,
     adapter: OnceLock<Arc<dyn Adapter>>,
     pub(crate) handlers: Arc<Handlers>,
     ack_ids: AtomicU64,
@@ -91,26 +91,21 @@ impl std::fmt::Debug for Namespace {
 impl Namespace {
     pub(crate) fn new(
         name: String,
-        shared: Arc<Shared>,
+        shared: Arc<ServerContext>,
         handlers: Arc<Handlers>,
         factory: &dyn crate::adapter::AdapterFactory,
     ) -> Arc<Self> {
         let ns = Arc::new(Self {
-            name: name.clone(),
+            name,
             shared,
-            sockets: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            sockets: ShardedMap::new(SOCKET_SHARDS),
             rooms: RoomIndex::new(),
             adapter: OnceLock::new(),
             handlers,
             ack_ids: AtomicU64::new(0),
             fetch_fields: RwLock::new(Vec::new()),
         });
-        let local = LocalAdapter {
-            nsp: Arc::downgrade(&ns),
-            name,
-        };
-        let _ = ns.adapter.set(factory.create(local));
+        let _ = ns.adapter.set(factory.create(LocalNamespace::of(&ns)));
         ns
     }
 
@@ -202,15 +197,12 @@ impl Namespace {
 
     /// A local socket by id.
     pub fn socket(&self, id: &Sid) -> Option<SocketRef> {
-        self.shard(id).read().get(id).cloned()
+        self.sockets.get(id)
     }
 
     /// Every local socket.
     pub fn sockets(&self) -> Vec<SocketRef> {
-        self.sockets
-            .iter()
-            .flat_map(|s| s.read().values().cloned().collect::<Vec<_>>())
-            .collect()
+        self.sockets.values()
     }
 
     /// Broadcast to `rooms`.
@@ -305,26 +297,16 @@ impl Namespace {
         }
     }
 
-    fn shard(&self, id: &Sid) -> &RwLock<HashMap<Sid, SocketRef>> {
-        &self.sockets[self.hasher.hash_one(id) as usize % SHARDS]
-    }
-
     pub(crate) fn insert_socket(&self, socket: SocketRef) {
-        {
-            let mut s = self.shard(&socket.id()).write();
-            s.insert(socket.id(), socket);
-        }
+        self.sockets.insert(socket.id(), socket);
     }
 
     pub(crate) fn remove_socket(&self, id: &Sid) {
-        {
-            let mut s = self.shard(id).write();
-            s.remove(id);
-        }
+        self.sockets.remove(id);
     }
 
-    pub(crate) fn room_add(&self, room: &Room, sid: Sid) {
-        self.rooms.add(room, sid, || {
+    pub(crate) fn room_add(&self, room: &Room, socket: &SocketRef) {
+        self.rooms.add(room, socket, || {
             if let Some(a) = self.adapter() {
                 a.room_created(room);
             }
@@ -339,40 +321,34 @@ impl Namespace {
         });
     }
 
-    /// The local sockets `opts` addresses, each once.
+    /// The local sockets `opts` addresses, each once. The room index holds the sockets
+    /// themselves: choosing a room's members looks nothing up per member.
     pub(crate) fn select(&self, opts: &BroadcastOptions) -> Vec<SocketRef> {
         let mut except: HashSet<Sid> = HashSet::new();
         for room in &opts.except {
-            self.rooms.for_each_member(room.as_str(), |sid| {
-                except.insert(sid);
+            self.rooms.for_each_member(room.as_str(), |socket| {
+                except.insert(socket.id());
             });
         }
         let mut out = Vec::new();
         if opts.rooms.is_empty() {
-            for shard in &self.sockets {
-                {
-                    let shard = shard.read();
-                    out.extend(
-                        shard
-                            .iter()
-                            .filter(|(sid, _)| !except.contains(sid))
-                            .map(|(_, s)| s.clone()),
-                    );
+            self.sockets.for_each(|sid, socket| {
+                if !except.contains(sid) {
+                    out.push(socket.clone());
                 }
-            }
+            });
             return out;
         }
         let mut seen: HashSet<Sid> = HashSet::new();
         let single = opts.rooms.len() == 1;
-        let mut ids = Vec::new();
         for room in &opts.rooms {
-            self.rooms.for_each_member(room.as_str(), |sid| {
+            self.rooms.for_each_member(room.as_str(), |socket| {
+                let sid = socket.id();
                 if !except.contains(&sid) && (single || seen.insert(sid)) {
-                    ids.push(sid);
+                    out.push(socket.clone());
                 }
             });
         }
-        out.extend(ids.iter().filter_map(|sid| self.socket(sid)));
         out
     }
 

@@ -78,11 +78,8 @@ impl BroadcastOperator {
         self
     }
 
-    fn local_adapter(&self) -> crate::adapter::LocalAdapter {
-        crate::adapter::LocalAdapter {
-            nsp: Arc::downgrade(&self.ns),
-            name: self.ns.name().to_owned(),
-        }
+    fn local_namespace(&self) -> crate::adapter::LocalNamespace {
+        crate::adapter::LocalNamespace::of(&self.ns)
     }
 
     /// Emits `event` to the selected sockets.
@@ -92,7 +89,7 @@ impl BroadcastOperator {
             self.ns.add_offset(&mut packet, &self.opts);
         }
         if self.opts.flags.local {
-            self.local_adapter().broadcast_owned(packet, &self.opts);
+            self.local_namespace().broadcast_owned(packet, &self.opts);
         } else if let Some(adapter) = self.ns.adapter() {
             adapter.broadcast(packet, self.opts);
         }
@@ -115,7 +112,7 @@ impl BroadcastOperator {
         let mut opts = self.opts.clone();
         opts.flags.timeout = Some(timeout);
         let result = if opts.flags.local {
-            let (count, rx) = self.local_adapter().broadcast_with_ack(&packet, &opts);
+            let (count, rx) = self.local_namespace().broadcast_with_ack(&packet, &opts);
             crate::adapter::collect_acks(rx, count, timeout).await
         } else if let Some(adapter) = self.ns.adapter() {
             adapter.broadcast_with_ack(packet, opts, timeout).await
@@ -131,7 +128,7 @@ impl BroadcastOperator {
     /// Describes the selected sockets.
     pub async fn fetch_sockets(self) -> Result<Vec<SocketInfo>, AdapterError> {
         if self.opts.flags.local {
-            return Ok(self.local_adapter().fetch_sockets(&self.opts));
+            return Ok(self.local_namespace().fetch_sockets(&self.opts));
         }
         match self.ns.adapter() {
             Some(a) => a.fetch_sockets(self.opts).await,
@@ -143,7 +140,7 @@ impl BroadcastOperator {
     pub fn sockets_join(self, rooms: impl IntoRooms) {
         let rooms: Vec<Room> = rooms.into_rooms();
         if self.opts.flags.local {
-            self.local_adapter().add_sockets(&self.opts, &rooms);
+            self.local_namespace().add_sockets(&self.opts, &rooms);
         } else if let Some(a) = self.ns.adapter() {
             a.add_sockets(self.opts, rooms);
         }
@@ -153,7 +150,7 @@ impl BroadcastOperator {
     pub fn sockets_leave(self, rooms: impl IntoRooms) {
         let rooms: Vec<Room> = rooms.into_rooms();
         if self.opts.flags.local {
-            self.local_adapter().del_sockets(&self.opts, &rooms);
+            self.local_namespace().del_sockets(&self.opts, &rooms);
         } else if let Some(a) = self.ns.adapter() {
             a.del_sockets(self.opts, rooms);
         }
@@ -162,7 +159,7 @@ impl BroadcastOperator {
     /// Disconnects the selected sockets; `close` closes their connections too.
     pub fn disconnect_sockets(self, close: bool) {
         if self.opts.flags.local {
-            self.local_adapter().disconnect_sockets(&self.opts, close);
+            self.local_namespace().disconnect_sockets(&self.opts, close);
         } else if let Some(a) = self.ns.adapter() {
             a.disconnect_sockets(self.opts, close);
         }

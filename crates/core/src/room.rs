@@ -1,11 +1,10 @@
 //! Room names and the sharded room index of a namespace.
 
-use parking_lot::RwLock;
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use switchboard_engine::Sid;
+use switchboard_engine::{ShardedMap, Sid};
 
 /// A room name. Every socket is in the room named by its own id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,20 +85,53 @@ impl<T: Into<Room> + Clone, const N: usize> IntoRooms for [T; N] {
 
 const SHARDS: usize = 16;
 
-/// The members of one room. Most rooms have one (every socket's own room, named by its id),
-/// kept inline: a set is allocated only for a room's second member.
-enum Members {
-    One(Sid),
-    Many(HashSet<Sid>),
+/// What the room index keeps of each member: its socket, so that a broadcast reaches every
+/// member without looking it up again (in this module's tests, a bare id).
+pub(crate) trait Member: Clone {
+    /// The member's socket id.
+    fn sid(&self) -> &Sid;
 }
 
-impl Members {
-    fn insert(&mut self, sid: Sid) {
+/// A member in a room's set, hashed and compared by its socket id, so the set is looked up by
+/// id and holds no copy of it.
+struct ById<M>(M);
+
+impl<M: Member> PartialEq for ById<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.sid() == other.0.sid()
+    }
+}
+
+impl<M: Member> Eq for ById<M> {}
+
+impl<M: Member> Hash for ById<M> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.sid().hash(state);
+    }
+}
+
+impl<M: Member> Borrow<Sid> for ById<M> {
+    fn borrow(&self) -> &Sid {
+        self.0.sid()
+    }
+}
+
+/// The members of one room. Most rooms have one (every socket's own room, named by its id),
+/// kept inline: a set is allocated only for a room's second member.
+enum Members<M> {
+    One(M),
+    Many(HashSet<ById<M>>),
+}
+
+impl<M: Member> Members<M> {
+    fn insert(&mut self, member: &M) {
         match self {
-            Self::One(one) if *one == sid => {}
-            Self::One(one) => *self = Self::Many(HashSet::from([*one, sid])),
+            Self::One(one) if one.sid() == member.sid() => {}
+            Self::One(one) => {
+                *self = Self::Many(HashSet::from([ById(one.clone()), ById(member.clone())]))
+            }
             Self::Many(set) => {
-                set.insert(sid);
+                set.insert(ById(member.clone()));
             }
         }
     }
@@ -107,7 +139,7 @@ impl Members {
     /// Removes `sid`; true when no member is left.
     fn remove(&mut self, sid: &Sid) -> bool {
         match self {
-            Self::One(one) => one == sid,
+            Self::One(one) => one.sid() == sid,
             Self::Many(set) => {
                 set.remove(sid);
                 set.is_empty()
@@ -115,82 +147,67 @@ impl Members {
         }
     }
 
-    fn for_each(&self, f: impl FnMut(Sid)) {
+    fn for_each(&self, mut f: impl FnMut(&M)) {
         match self {
-            Self::One(one) => std::iter::once(*one).for_each(f),
-            Self::Many(set) => set.iter().copied().for_each(f),
+            Self::One(one) => f(one),
+            Self::Many(set) => set.iter().for_each(|m| f(&m.0)),
         }
     }
 }
 
-type Shard = RwLock<HashMap<Room, Members>>;
-
-/// Room → members, sharded by room so joins in different rooms never contend.
-pub(crate) struct RoomIndex {
-    shards: Vec<Shard>,
-    hasher: RandomState,
+/// Room → members, sharded by room so joins in different rooms never contend. The reverse
+/// index (socket → rooms) is each socket's own set, so leaving costs the rooms of that socket.
+pub(crate) struct RoomIndex<M> {
+    rooms: ShardedMap<Room, Members<M>>,
 }
 
-impl RoomIndex {
+impl<M: Member> RoomIndex<M> {
     pub(crate) fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            rooms: ShardedMap::new(SHARDS),
         }
     }
 
-    fn shard(&self, room: &str) -> &Shard {
-        &self.shards[self.hasher.hash_one(room) as usize % SHARDS]
-    }
-
-    /// Adds `sid` to `room`; `created` runs if that created the room. It runs under the
+    /// Adds `member` to `room`; `created` runs if that created the room. It runs under the
     /// room's lock, so the creations and deletions of one room are seen in the order they
     /// happened; it must not block nor touch this index.
-    pub(crate) fn add(&self, room: &Room, sid: Sid, created: impl FnOnce()) {
-        let mut shard = self.shard(room.as_str()).write();
-        match shard.get_mut(room.as_str()) {
-            Some(members) => members.insert(sid),
-            None => {
-                shard.insert(room.clone(), Members::One(sid));
+    pub(crate) fn add(&self, room: &Room, member: &M, created: impl FnOnce()) {
+        self.rooms.update_or_insert(
+            room,
+            |members| members.insert(member),
+            || {
                 created();
-            }
-        }
+                Members::One(member.clone())
+            },
+        );
     }
 
     /// Removes `sid` from `room`; `deleted` runs (under the room's lock, as for
     /// [`RoomIndex::add`]) if the room is now gone.
     pub(crate) fn remove(&self, room: &Room, sid: &Sid, deleted: impl FnOnce()) {
-        let mut shard = self.shard(room.as_str()).write();
-        let Some(members) = shard.get_mut(room.as_str()) else {
-            return;
-        };
-        if members.remove(sid) {
-            shard.remove(room.as_str());
-            deleted();
-        }
+        self.rooms.remove_if(room.as_str(), |members| {
+            let gone = members.remove(sid);
+            if gone {
+                deleted();
+            }
+            gone
+        });
     }
 
-    /// Calls `f` with each member of `room`.
-    pub(crate) fn for_each_member(&self, room: &str, f: impl FnMut(Sid)) {
-        {
-            let shard = self.shard(room).read();
-            if let Some(members) = shard.get(room) {
-                members.for_each(f);
-            }
-        }
+    /// Calls `f` with each member of `room`, under the room's read lock (`f` must not block
+    /// nor touch this index).
+    pub(crate) fn for_each_member(&self, room: &str, f: impl FnMut(&M)) {
+        self.rooms.read(room, |members| members.for_each(f));
     }
 
     /// True when the room exists here.
     pub(crate) fn contains(&self, room: &str) -> bool {
-        self.shard(room).read().contains_key(room)
+        self.rooms.contains_key(room)
     }
 
     /// Every room with at least one member.
     pub(crate) fn all(&self) -> Vec<Room> {
-        self.shards
-            .iter()
-            .flat_map(|s| s.read().keys().cloned().collect::<Vec<_>>())
-            .collect()
+        self.rooms.keys()
     }
 }
 
@@ -198,9 +215,15 @@ impl RoomIndex {
 mod tests {
     use super::*;
 
-    fn members(index: &RoomIndex, room: &str) -> Vec<Sid> {
+    impl Member for Sid {
+        fn sid(&self) -> &Sid {
+            self
+        }
+    }
+
+    fn members(index: &RoomIndex<Sid>, room: &str) -> Vec<Sid> {
         let mut out = Vec::new();
-        index.for_each_member(room, |sid| out.push(sid));
+        index.for_each_member(room, |sid| out.push(*sid));
         out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         out
     }
@@ -211,10 +234,10 @@ mod tests {
         let room = Room::from("r");
         let (a, b) = (Sid::random(), Sid::random());
         let mut created = 0;
-        index.add(&room, a, || created += 1);
-        index.add(&room, a, || created += 1);
+        index.add(&room, &a, || created += 1);
+        index.add(&room, &a, || created += 1);
         assert_eq!(members(&index, "r"), vec![a]);
-        index.add(&room, b, || created += 1);
+        index.add(&room, &b, || created += 1);
         assert_eq!(created, 1);
         let mut both = vec![a, b];
         both.sort_by(|x, y| x.as_str().cmp(y.as_str()));
@@ -229,7 +252,7 @@ mod tests {
         assert!(!index.contains("r"));
         assert!(members(&index, "r").is_empty());
         // A single member other than the one removed stays.
-        index.add(&room, a, || {});
+        index.add(&room, &a, || {});
         index.remove(&room, &b, || deleted += 1);
         assert_eq!(members(&index, "r"), vec![a]);
         assert_eq!(deleted, 1);

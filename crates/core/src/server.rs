@@ -5,7 +5,7 @@ use crate::client::SocketIoHandler;
 use crate::config::ServerConfig;
 use crate::error::{ConnectError, EmitError};
 use crate::metrics::SocketIoMetrics;
-use crate::namespace::{Handlers, Namespace, Shared};
+use crate::namespace::{Handlers, Namespace, ServerContext};
 use crate::operators::BroadcastOperator;
 use crate::payload::Payload;
 use crate::room::{IntoRooms, Room};
@@ -20,7 +20,7 @@ use switchboard_engine::{CloseReason, ConfigError, Engine};
 type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 pub(crate) struct ServerInner {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ServerContext>,
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     dynamic: RwLock<Vec<(Matcher, Arc<Handlers>)>>,
     factory: Arc<dyn AdapterFactory>,
@@ -112,7 +112,7 @@ impl Server {
         }
         let engine_config = config.engine.clone();
         let inner = Arc::new(ServerInner {
-            shared: Arc::new(Shared {
+            shared: Arc::new(ServerContext {
                 config,
                 metrics: Arc::new(SocketIoMetrics::default()),
             }),

@@ -58,13 +58,11 @@ pub struct Handshake {
 
 impl Handshake {
     /// Query parameters of the connection URL, decoded as Node's engine.io does (its
-    /// `URLSearchParams`: percent-decoded, `+` is a space; of a repeated key, the last value).
-    /// `form_urlencoded` is the same WHATWG algorithm. Parsed at each call.
+    /// `URLSearchParams`: percent-decoded, `+` is a space; of a repeated key, the last value),
+    /// by the parser the engine reads its own parameters with
+    /// ([`switchboard_engine::query_params`]). Parsed at each call.
     pub fn query(&self) -> HashMap<String, String> {
-        let raw = self.uri.query().unwrap_or("");
-        form_urlencoded::parse(raw.as_bytes())
-            .into_owned()
-            .collect()
+        switchboard_engine::query_params(self.uri.query().unwrap_or(""))
     }
 
     /// The URL of the request that opened the connection (path and query).
@@ -198,7 +196,10 @@ pub struct Socket {
     handshake: Handshake,
     data: Mutex<Value>,
     extensions: Mutex<http::Extensions>,
-    rooms: Mutex<HashSet<Room>>,
+    /// The rooms this socket is in: the reverse index of the namespace's room index, so that
+    /// leaving costs the rooms of this socket. `None` once it left the namespace: a join then
+    /// does nothing, so no room ever keeps a socket that is gone.
+    rooms: Mutex<Option<HashSet<Room>>>,
     handlers: RwLock<HashMap<String, EventHandler>>,
     any_handlers: RwLock<Vec<AnyHandler>>,
     guards: RwLock<Vec<EventGuard>>,
@@ -259,7 +260,7 @@ impl Socket {
             handshake,
             data: Mutex::new(data),
             extensions: Mutex::new(http::Extensions::new()),
-            rooms: Mutex::new(HashSet::new()),
+            rooms: Mutex::new(Some(HashSet::new())),
             handlers: RwLock::new(HashMap::new()),
             any_handlers: RwLock::new(Vec::new()),
             guards: RwLock::new(Vec::new()),
@@ -463,14 +464,23 @@ impl Socket {
         }
     }
 
-    /// Joins `rooms`.
-    pub fn join(&self, rooms: impl IntoRooms) {
+    /// Joins `rooms`. Before the socket is connected (in a middleware) the rooms are noted,
+    /// and it becomes their member as it connects; after it left, this does nothing.
+    pub fn join(self: &Arc<Self>, rooms: impl IntoRooms) {
         let mut changed = false;
-        for room in rooms.into_rooms() {
-            let fresh = self.rooms.lock().insert(room.clone());
-            if fresh {
-                self.ns.room_add(&room, self.id);
-                changed = true;
+        {
+            // Held while the room index changes, so that the two indexes always agree.
+            let mut mine = self.rooms.lock();
+            let Some(mine) = mine.as_mut() else { return };
+            let listed = self.connected();
+            for room in rooms.into_rooms() {
+                if !mine.contains(&room) {
+                    if listed {
+                        self.ns.room_add(&room, self);
+                    }
+                    mine.insert(room);
+                    changed = true;
+                }
             }
         }
         if changed {
@@ -481,11 +491,14 @@ impl Socket {
     /// Leaves `rooms`.
     pub fn leave(&self, rooms: impl IntoRooms) {
         let mut changed = false;
-        for room in rooms.into_rooms() {
-            let was = self.rooms.lock().remove(&room);
-            if was {
-                self.ns.room_remove(&room, &self.id);
-                changed = true;
+        {
+            let mut mine = self.rooms.lock();
+            let Some(mine) = mine.as_mut() else { return };
+            for room in rooms.into_rooms() {
+                if mine.remove(&room) {
+                    self.ns.room_remove(&room, &self.id);
+                    changed = true;
+                }
             }
         }
         if changed {
@@ -495,7 +508,11 @@ impl Socket {
 
     /// The rooms this socket is in, its own id included.
     pub fn rooms(&self) -> Vec<Room> {
-        self.rooms.lock().iter().cloned().collect()
+        self.rooms
+            .lock()
+            .as_ref()
+            .map(|mine| mine.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Broadcast to `rooms`, leaving this socket out.
@@ -538,8 +555,16 @@ impl Socket {
         }
     }
 
+    /// Marks the socket connected and makes it a member of the rooms it joined so far (in a
+    /// middleware) and of its own room.
     pub(crate) fn connect_now(self: &Arc<Self>) {
-        self.connected.store(true, Ordering::Release);
+        {
+            let mine = self.rooms.lock();
+            self.connected.store(true, Ordering::Release);
+            for room in mine.iter().flatten() {
+                self.ns.room_add(room, self);
+            }
+        }
         self.join(Room::from(self.id));
     }
 
@@ -614,11 +639,11 @@ impl Socket {
         self.ns.metrics().sessions_persisted.inc();
     }
 
-    /// Leaves every room (a refused connection must not leave members behind).
+    /// Leaves every room for good (a refused connection must not leave members behind).
     pub(crate) fn leave_all(&self) {
-        let rooms: Vec<Room> = self.rooms.lock().drain().collect();
-        for room in &rooms {
-            self.ns.room_remove(room, &self.id);
+        let mut mine = self.rooms.lock();
+        for room in mine.take().into_iter().flatten() {
+            self.ns.room_remove(&room, &self.id);
         }
     }
 
@@ -818,6 +843,12 @@ impl Socket {
                 data
             },
         }
+    }
+}
+
+impl crate::room::Member for SocketRef {
+    fn sid(&self) -> &Sid {
+        &self.id
     }
 }
 

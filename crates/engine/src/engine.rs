@@ -7,7 +7,8 @@ use crate::error::{CloseReason, HttpError};
 use crate::handler::{Handler, Incoming};
 use crate::http_util::{self, Body};
 use crate::metrics::EngineMetrics;
-use crate::sessions::Sessions;
+use crate::query::EngineQuery;
+use crate::sharded::ShardedMap;
 use crate::sid::Sid;
 use crate::socket::{EioSocket, Frame, Heartbeat, Outgoing, RequestInfo, TransportKind};
 use crate::{polling, ws};
@@ -21,13 +22,17 @@ use switchboard_protocol::EioPacket;
 /// close (see `supervise`).
 const RACING_POLL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Shards of the session map: lookups of different sessions rarely wait on one lock.
+const SESSION_SHARDS: usize = 32;
+
 /// Error type of request bodies the engine accepts.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) struct Inner<H: Handler> {
     pub(crate) config: EngineConfig,
     pub(crate) handler: H,
-    pub(crate) sessions: Sessions<H::Data>,
+    /// Open sessions by id.
+    pub(crate) sessions: ShardedMap<Sid, Arc<EioSocket<H::Data>>>,
     pub(crate) metrics: Arc<EngineMetrics>,
     pub(crate) admission: Arc<Admission>,
 }
@@ -65,13 +70,17 @@ impl<H: Handler> Engine<H> {
             admission,
             config,
             handler,
-            sessions: Sessions::new(),
+            sessions: ShardedMap::new(SESSION_SHARDS),
             metrics: Arc::new(EngineMetrics::default()),
         });
         let sessions = Arc::downgrade(&inner);
         inner.metrics.queued_bytes.set_source(Box::new(move || {
             sessions.upgrade().map_or(0, |inner| {
-                i64::try_from(inner.sessions.queued_bytes()).unwrap_or(i64::MAX)
+                let mut queued = 0usize;
+                inner
+                    .sessions
+                    .for_each(|_, socket| queued = queued.saturating_add(socket.queued_bytes()));
+                i64::try_from(queued).unwrap_or(i64::MAX)
             })
         }));
         Self { inner }
@@ -99,7 +108,7 @@ impl<H: Handler> Engine<H> {
 
     /// Every open session.
     pub fn sessions(&self) -> Vec<Arc<EioSocket<H::Data>>> {
-        self.inner.sessions.all()
+        self.inner.sessions.values()
     }
 
     /// The number of open sessions.
@@ -159,8 +168,8 @@ impl<H: Handler> Engine<H> {
             }
         }
         let uri = req.uri().clone();
-        let query = http_util::parse_query(uri.query());
-        let transport = match query.transport {
+        let query = EngineQuery::parse(uri.query());
+        let transport = match query.transport.as_deref() {
             Some("polling") if config.allow_polling => TransportKind::Polling,
             Some("websocket") if config.allow_websocket => TransportKind::Websocket,
             _ => return Err(HttpError::UnknownTransport),
@@ -170,7 +179,7 @@ impl<H: Handler> Engine<H> {
         }
         let upgrade = ws::is_upgrade_request(&req);
 
-        if let Some(sid) = query.sid {
+        if let Some(sid) = query.sid.as_deref() {
             let socket = Sid::parse(sid)
                 .and_then(|sid| self.inner.sessions.get(&sid))
                 .ok_or(HttpError::UnknownSid)?;
@@ -211,7 +220,7 @@ impl<H: Handler> Engine<H> {
         if transport == TransportKind::Websocket && !upgrade {
             return Err(HttpError::BadRequest);
         }
-        if query.eio != Some("4") {
+        if query.eio.as_deref() != Some("4") {
             return Err(HttpError::UnsupportedProtocolVersion);
         }
         let info = self.inner.request_info(&req);
@@ -283,7 +292,7 @@ impl<H: Handler> Engine<H> {
             c.max_queue_bytes,
             self.inner.metrics.clone(),
         ));
-        self.inner.sessions.insert(socket.clone());
+        self.inner.sessions.insert(socket.sid(), socket.clone());
         let m = &self.inner.metrics;
         m.sessions.inc();
         m.sessions_opened
@@ -298,7 +307,7 @@ impl<H: Handler> Engine<H> {
     /// Returns how many sessions were released. Used while draining.
     pub fn release_idle_closed(&self) -> usize {
         let mut released = 0;
-        for socket in self.inner.sessions.all() {
+        for socket in self.inner.sessions.values() {
             if socket.is_closed()
                 && socket.transport() == TransportKind::Polling
                 && !socket.get_pending.load(Ordering::Acquire)
@@ -313,7 +322,7 @@ impl<H: Handler> Engine<H> {
 
     /// Closes every session with `reason` (e.g. at shutdown).
     pub fn close_all(&self, reason: CloseReason) {
-        for socket in self.inner.sessions.all() {
+        for socket in self.inner.sessions.values() {
             socket.close(reason);
         }
     }

@@ -1,4 +1,4 @@
-//! HTTP answers: Engine.IO error bodies, CORS headers, query parsing.
+//! HTTP answers: Engine.IO error bodies and CORS headers.
 
 use crate::config::{AllowOrigin, CorsConfig};
 use crate::error::HttpError;
@@ -9,28 +9,6 @@ use http_body_util::Full;
 
 /// The response body type of the engine.
 pub type Body = Full<Bytes>;
-
-/// The query parameters the engine reads (last value wins, as in JS).
-#[derive(Debug, Default)]
-pub(crate) struct Query<'a> {
-    pub eio: Option<&'a str>,
-    pub transport: Option<&'a str>,
-    pub sid: Option<&'a str>,
-}
-
-pub(crate) fn parse_query(query: Option<&str>) -> Query<'_> {
-    let mut q = Query::default();
-    for pair in query.unwrap_or("").split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "EIO" => q.eio = Some(v),
-            "transport" => q.transport = Some(v),
-            "sid" => q.sid = Some(v),
-            _ => {}
-        }
-    }
-    q
-}
 
 pub(crate) fn text(
     status: StatusCode,
@@ -125,16 +103,6 @@ pub(crate) fn preflight(cors: &CorsConfig, headers: &HeaderMap) -> Response<Body
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_last_value_wins() {
-        let q = parse_query(Some("EIO=3&EIO=4&transport=polling&t=abc&sid=x"));
-        assert_eq!(q.eio, Some("4"));
-        assert_eq!(q.transport, Some("polling"));
-        assert_eq!(q.sid, Some("x"));
-        let q = parse_query(None);
-        assert!(q.eio.is_none() && q.transport.is_none() && q.sid.is_none());
-    }
 
     #[test]
     fn error_body_is_exact() {

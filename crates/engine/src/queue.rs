@@ -11,21 +11,22 @@ use std::task::{Context, Poll};
 /// Capacity kept after the queue drains; a burst's larger buffer is given back.
 const KEEP: usize = 4;
 
-struct Shared {
+/// The queue itself, shared by its two sides.
+struct QueueState {
     items: Mutex<VecDeque<Outgoing>>,
     waker: AtomicWaker,
     cap: usize,
 }
 
 /// The sending side (the session keeps it).
-pub(crate) struct Sender(Arc<Shared>);
+pub(crate) struct Sender(Arc<QueueState>);
 
 /// The receiving side, held by whichever transport is writing.
-pub(crate) struct Receiver(Arc<Shared>);
+pub(crate) struct Receiver(Arc<QueueState>);
 
 /// A queue holding at most `cap` items.
 pub(crate) fn queue(cap: usize) -> (Sender, Receiver) {
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(QueueState {
         items: Mutex::new(VecDeque::new()),
         waker: AtomicWaker::new(),
         cap,

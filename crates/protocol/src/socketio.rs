@@ -444,18 +444,18 @@ impl Packet {
     /// Appends the text form (without the Engine.IO `4`) to `out`.
     pub fn encode_into(&self, out: &mut String) {
         let attachments = self.attachments().len();
-        let (digit, id, payload): (char, Option<u64>, Option<Payload<'_>>) = match &self.kind {
-            PacketKind::Connect(v) => ('0', None, v.as_ref().map(Payload::Value)),
+        let (digit, id, payload): (char, Option<u64>, Option<PacketJson<'_>>) = match &self.kind {
+            PacketKind::Connect(v) => ('0', None, v.as_ref().map(PacketJson::Value)),
             PacketKind::Disconnect => ('1', None, None),
             PacketKind::Event { data, id, .. } => {
                 let digit = if attachments > 0 { '5' } else { '2' };
-                (digit, *id, Some(Payload::Array(data)))
+                (digit, *id, Some(PacketJson::Array(data)))
             }
             PacketKind::Ack { data, id, .. } => {
                 let digit = if attachments > 0 { '6' } else { '3' };
-                (digit, Some(*id), Some(Payload::Array(data)))
+                (digit, Some(*id), Some(PacketJson::Array(data)))
             }
-            PacketKind::ConnectError(v) => ('4', None, Some(Payload::Value(v))),
+            PacketKind::ConnectError(v) => ('4', None, Some(PacketJson::Value(v))),
         };
         out.push(digit);
         if attachments > 0 {
@@ -481,12 +481,13 @@ impl Packet {
     }
 }
 
-enum Payload<'a> {
+/// The JSON part of an encoded packet, after its header.
+enum PacketJson<'a> {
     Value(&'a Value),
     Array(&'a [Value]),
 }
 
-impl Payload<'_> {
+impl PacketJson<'_> {
     fn write(&self, out: &mut String) {
         // serde_json writes into a Vec<u8>; reuse the String's buffer to avoid a copy.
         let mut buf = std::mem::take(out).into_bytes();

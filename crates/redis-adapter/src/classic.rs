@@ -4,7 +4,7 @@
 //! `key-response#nsp#`.
 
 use crate::bus::SubKind;
-use crate::cluster::{Body, Inbound, Outbound, Reply, Request, Wire};
+use crate::cluster::{ClusterMessage, Inbound, Outbound, Reply, Request, Wire};
 use crate::codec::{
     json_list_to_mp, json_to_mp, mp_decode, mp_encode, mp_first_str, mp_get, mp_take, mp_to_json,
     opts_from_json, opts_from_mp, opts_json, opts_mp, room_from_json, rooms_json, socket_from_json,
@@ -12,7 +12,7 @@ use crate::codec::{
 };
 use rmpv::Value as Mp;
 use serde_json::{json, Map, Value};
-use switchboard::{EventPacket, LocalAdapter, Payload};
+use switchboard::{EventPacket, LocalNamespace, Payload};
 
 /// Request types of the classic adapter.
 mod kind {
@@ -73,7 +73,7 @@ impl Classic {
     /// Decodes `[uid, packet, opts]` from a broadcast channel.
     fn decode_broadcast(
         &self,
-        local: &LocalAdapter,
+        local: &LocalNamespace,
         channel: &str,
         payload: &[u8],
     ) -> Result<Option<Inbound>, String> {
@@ -120,7 +120,7 @@ impl Classic {
         };
         Ok(Some(Inbound {
             uid,
-            body: Body::Request(Request::Broadcast {
+            body: ClusterMessage::Request(Request::Broadcast {
                 packet: event,
                 opts: opts_from_mp(opts),
             }),
@@ -177,7 +177,7 @@ impl Classic {
         };
         Ok(Some(Inbound {
             uid,
-            body: Body::Request(req),
+            body: ClusterMessage::Request(req),
         }))
     }
 
@@ -203,7 +203,7 @@ impl Classic {
         let opts = opts_from_mp(mp_take(&mut m, "opts").unwrap_or(Mp::Nil));
         Ok(Some(Inbound {
             uid,
-            body: Body::Request(Request::BroadcastAck {
+            body: ClusterMessage::Request(Request::BroadcastAck {
                 id,
                 packet: event,
                 opts,
@@ -231,7 +231,7 @@ impl Classic {
                 .unwrap_or(Value::Null);
             return Ok(Some(Inbound {
                 uid,
-                body: Body::Reply(Reply::Ack {
+                body: ClusterMessage::Reply(Reply::Ack {
                     id,
                     value: Payload {
                         args: vec![arg],
@@ -279,7 +279,7 @@ impl Classic {
         };
         Ok(Some(Inbound {
             uid,
-            body: Body::Reply(reply),
+            body: ClusterMessage::Reply(reply),
         }))
     }
 }
@@ -400,7 +400,7 @@ impl Wire for Classic {
 
     fn decode(
         &self,
-        local: &LocalAdapter,
+        local: &LocalNamespace,
         channel: &str,
         payload: &[u8],
     ) -> Result<Option<Inbound>, String> {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use switchboard::{
-    AckResponses, Adapter, AdapterError, BroadcastOptions, EventPacket, LocalAdapter, Partial,
+    AckResponses, Adapter, AdapterError, BroadcastOptions, EventPacket, LocalNamespace, Partial,
     Payload, Room, SocketInfo,
 };
 use tokio::sync::mpsc;
@@ -89,9 +89,9 @@ impl Reply {
     }
 }
 
-/// A decoded message.
+/// A decoded cluster message: a request from a node, or a reply to one.
 #[derive(Debug)]
-pub(crate) enum Body {
+pub(crate) enum ClusterMessage {
     Request(Request),
     Reply(Reply),
 }
@@ -100,7 +100,7 @@ pub(crate) enum Body {
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub uid: Option<String>,
-    pub body: Body,
+    pub body: ClusterMessage,
 }
 
 /// A message ready for Redis.
@@ -121,7 +121,7 @@ pub(crate) trait Wire: Send + Sync + 'static {
     /// Decodes a message; `Ok(None)` for messages that are not for this node.
     fn decode(
         &self,
-        local: &LocalAdapter,
+        local: &LocalNamespace,
         channel: &str,
         payload: &[u8],
     ) -> Result<Option<Inbound>, String>;
@@ -150,12 +150,13 @@ pub(crate) fn hex_id(bytes: usize) -> String {
         .collect()
 }
 
-struct Incoming {
+/// A reply to one of this node's pending requests, with the uid of the node that sent it.
+struct NodeReply {
     uid: Option<String>,
     reply: Reply,
 }
 
-type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Incoming>>>>;
+type Pending = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<NodeReply>>>>;
 
 /// Removes a pending request when its waiter finishes or is dropped.
 struct PendingGuard {
@@ -174,7 +175,7 @@ impl Drop for PendingGuard {
 /// The cluster side of one namespace.
 pub(crate) struct Node<W: Wire> {
     pub(crate) wire: W,
-    pub(crate) local: LocalAdapter,
+    pub(crate) local: LocalNamespace,
     pub(crate) bus: Arc<Bus>,
     pending: Pending,
     new_id: fn() -> String,
@@ -197,7 +198,7 @@ impl<W: Wire> std::fmt::Debug for RedisAdapter<W> {
 impl<W: Wire> RedisAdapter<W> {
     pub(crate) fn start(
         wire: W,
-        local: LocalAdapter,
+        local: LocalNamespace,
         bus: Arc<Bus>,
         new_id: fn() -> String,
     ) -> Self {
@@ -241,7 +242,7 @@ impl<W: Wire> Node<W> {
         }
     }
 
-    fn register(&self, id: &str) -> (PendingGuard, mpsc::UnboundedReceiver<Incoming>) {
+    fn register(&self, id: &str) -> (PendingGuard, mpsc::UnboundedReceiver<NodeReply>) {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut m) = self.pending.lock() {
             m.insert(id.to_owned(), tx);
@@ -529,7 +530,7 @@ impl<W: Wire> Node<W> {
                     None => local_open = false,
                 },
                 inc = rx.recv() => match inc {
-                    Some(Incoming { uid, reply: Reply::Count { count, .. } }) => {
+                    Some(NodeReply { uid, reply: Reply::Count { count, .. } }) => {
                         reported += 1;
                         out.expected += count;
                         match uid {
@@ -539,7 +540,7 @@ impl<W: Wire> Node<W> {
                             None => unsigned += 1,
                         }
                     }
-                    Some(Incoming { reply: Reply::Ack { value, .. }, .. }) => out.responses.push(value),
+                    Some(NodeReply { reply: Reply::Ack { value, .. }, .. }) => out.responses.push(value),
                     Some(_) => {}
                     None => break,
                 },
@@ -642,17 +643,17 @@ impl<W: Wire> Node<W> {
             self.bus.shared.seen(u);
         }
         match body {
-            Body::Reply(reply) => {
+            ClusterMessage::Reply(reply) => {
                 let tx = self
                     .pending
                     .lock()
                     .ok()
                     .and_then(|m| m.get(reply.id()).cloned());
                 if let Some(tx) = tx {
-                    let _ = tx.send(Incoming { uid, reply });
+                    let _ = tx.send(NodeReply { uid, reply });
                 }
             }
-            Body::Request(req) => match req {
+            ClusterMessage::Request(req) => match req {
                 Request::Broadcast { packet, opts } => {
                     self.local.broadcast_owned(packet, &opts);
                 }

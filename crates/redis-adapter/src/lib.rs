@@ -29,7 +29,7 @@ pub use metrics::{LossReason, RedisMetrics};
 use cluster::RedisAdapter;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard::{Adapter, AdapterFactory, LocalAdapter};
+use switchboard::{Adapter, AdapterFactory, LocalNamespace};
 
 /// `url` with its password hidden, for logs: `redis://user:***@host:port` (or
 /// `redis://***@host:port` when the URL names no user).
@@ -372,7 +372,7 @@ impl RedisAdapterFactory {
 }
 
 impl AdapterFactory for RedisAdapterFactory {
-    fn create(&self, local: LocalAdapter) -> Arc<dyn Adapter> {
+    fn create(&self, local: LocalNamespace) -> Arc<dyn Adapter> {
         let shared = &self.bus.shared;
         let cfg = &shared.config;
         let nsp = local.namespace().to_owned();

@@ -4,14 +4,14 @@
 //! node) and, in the dynamic subscription mode, `key#nsp#room#` for rooms with local members.
 
 use crate::bus::SubKind;
-use crate::cluster::{Body, Inbound, Outbound, Reply, Request, Wire};
+use crate::cluster::{ClusterMessage, Inbound, Outbound, Reply, Request, Wire};
 use crate::codec::{
     json_to_mp, mp_decode, mp_encode, mp_to_json, opts_from_json, opts_json, room_from_json,
     rooms_json, socket_from_json, socket_json,
 };
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use switchboard::{EventPacket, LocalAdapter, Payload, Room};
+use switchboard::{EventPacket, LocalNamespace, Payload, Room};
 
 /// Message types of `ClusterAdapter`.
 mod kind {
@@ -208,7 +208,7 @@ impl Wire for Sharded {
 
     fn decode(
         &self,
-        _local: &LocalAdapter,
+        _local: &LocalNamespace,
         channel: &str,
         payload: &[u8],
     ) -> Result<Option<Inbound>, String> {
@@ -249,7 +249,7 @@ impl Wire for Sharded {
             attachments: attachments.clone(),
         };
         let body = if channel == self.own {
-            Body::Reply(match t {
+            ClusterMessage::Reply(match t {
                 kind::FETCH_SOCKETS_RESPONSE => Reply::Sockets {
                     id: id()?,
                     sockets: data
@@ -273,7 +273,7 @@ impl Wire for Sharded {
                 _ => return Ok(None),
             })
         } else {
-            Body::Request(match t {
+            ClusterMessage::Request(match t {
                 kind::BROADCAST => {
                     let opts = opts();
                     let request_id = data
@@ -322,7 +322,7 @@ impl Wire for Sharded {
         // sent it, or it is refused here (a decode error) rather than answered nowhere.
         let wants_reply = matches!(
             body,
-            Body::Request(
+            ClusterMessage::Request(
                 Request::BroadcastAck { .. }
                     | Request::Fetch { .. }
                     | Request::ServerSide { id: Some(_), .. }

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use switchboard::{AdapterError, Partial, Room, SocketInfo};
 
 type Answer = Result<Json<Value>, ApiError>;
-type Body = Result<Bytes, BytesRejection>;
+/// A request's body, or why axum could not read it.
+type RequestBody = Result<Bytes, BytesRejection>;
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// `POST /api/v1/emit`.
-pub async fn emit(State(api): State<Arc<Api>>, body: Body) -> Answer {
+pub async fn emit(State(api): State<Arc<Api>>, body: RequestBody) -> Answer {
     let obj = input::object(body)?;
     input::only(&obj, &["namespace", "rooms", "except", "event", "data"])?;
     let ns = api.namespace(&input::namespace(&obj)?)?;
@@ -43,14 +44,14 @@ pub async fn emit(State(api): State<Arc<Api>>, body: Body) -> Answer {
 }
 
 /// `POST /api/v1/sockets/join`.
-pub async fn join(State(api): State<Arc<Api>>, body: Body) -> Answer {
+pub async fn join(State(api): State<Arc<Api>>, body: RequestBody) -> Answer {
     let (ns, selection, rooms) = membership(&api, body)?;
     ns.to(selection).sockets_join(rooms);
     Ok(Json(json!({"ok": true})))
 }
 
 /// `POST /api/v1/sockets/leave`.
-pub async fn leave(State(api): State<Arc<Api>>, body: Body) -> Answer {
+pub async fn leave(State(api): State<Arc<Api>>, body: RequestBody) -> Answer {
     let (ns, selection, rooms) = membership(&api, body)?;
     ns.to(selection).sockets_leave(rooms);
     Ok(Json(json!({"ok": true})))
@@ -58,7 +59,7 @@ pub async fn leave(State(api): State<Arc<Api>>, body: Body) -> Answer {
 
 type Membership = (Arc<switchboard::Namespace>, Vec<Room>, Vec<Room>);
 
-fn membership(api: &Api, body: Body) -> Result<Membership, ApiError> {
+fn membership(api: &Api, body: RequestBody) -> Result<Membership, ApiError> {
     let obj = input::object(body)?;
     input::only(&obj, &["namespace", "rooms", "sockets", "users", "room"])?;
     let ns = api.namespace(&input::namespace(&obj)?)?;
@@ -69,7 +70,7 @@ fn membership(api: &Api, body: Body) -> Result<Membership, ApiError> {
 }
 
 /// `POST /api/v1/sockets/disconnect`.
-pub async fn disconnect(State(api): State<Arc<Api>>, body: Body) -> Answer {
+pub async fn disconnect(State(api): State<Arc<Api>>, body: RequestBody) -> Answer {
     let obj = input::object(body)?;
     input::only(
         &obj,

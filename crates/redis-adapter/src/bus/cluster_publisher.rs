@@ -9,7 +9,7 @@ use super::backoff::{backoff, pause};
 use super::health::Side;
 use super::nodes::Nodes;
 use super::publisher::{fail, take_batch, MAX_BATCH};
-use super::{PubCmd, Shared};
+use super::{BusState, PubCmd};
 use crate::metrics::LossReason;
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ struct Pending {
 /// Reads the topology again and connects to every master; on failure, returns when to try
 /// again (backoff).
 async fn refresh(
-    shared: &Shared,
+    shared: &BusState,
     nodes: &mut Nodes,
     attempt: &mut u32,
 ) -> Option<tokio::time::Instant> {
@@ -50,7 +50,7 @@ async fn refresh(
 }
 
 pub(super) async fn publisher(
-    shared: Arc<Shared>,
+    shared: Arc<BusState>,
     mut rx: mpsc::Receiver<PubCmd>,
     cancel: CancellationToken,
 ) {
@@ -159,7 +159,7 @@ async fn send_one(
 }
 
 /// Sends `pending` to their owners, all in flight at once; follows one redirect each.
-async fn send_all(shared: &Shared, nodes: &mut Nodes, pending: Vec<Pending>) {
+async fn send_all(shared: &BusState, nodes: &mut Nodes, pending: Vec<Pending>) {
     if pending.is_empty() {
         return;
     }
@@ -238,7 +238,7 @@ async fn send_all(shared: &Shared, nodes: &mut Nodes, pending: Vec<Pending>) {
 
 /// Reads the slot map again and sends `pending` once more to their owners; returns how many
 /// counted publishes went out (the others are counted lost).
-async fn resend_after_refresh(shared: &Shared, nodes: &mut Nodes, pending: &[&Pending]) -> u64 {
+async fn resend_after_refresh(shared: &BusState, nodes: &mut Nodes, pending: &[&Pending]) -> u64 {
     let m = &shared.metrics;
     let timeout = shared.config.publish_timeout;
     let refreshed = nodes.refresh_and_connect().await.is_ok();
@@ -271,7 +271,7 @@ async fn resend_after_refresh(shared: &Shared, nodes: &mut Nodes, pending: &[&Pe
 /// Runs a query where it belongs: `PUBSUB SHARDNUMSUB ch` on the owner of `ch`, `PUBSUB
 /// NUMSUB ch` on every master (summed), anything else on the first master.
 async fn query(
-    shared: &Shared,
+    shared: &BusState,
     nodes: &mut Nodes,
     cmd: redis::Cmd,
 ) -> Result<redis::Value, String> {

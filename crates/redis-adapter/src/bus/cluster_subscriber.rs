@@ -12,7 +12,7 @@ use super::nodes::Nodes;
 use super::probe::Probe;
 use super::slots::{Addr, SlotMap};
 use super::subscriber::{bulk_str, deliver, send_sub, verb, Desired, RECEIVE_QUEUE};
-use super::{PubCmd, Shared, SubCtl, SubKind};
+use super::{BusState, PubCmd, SubCtl, SubKind};
 use crate::metrics::RedisMetrics;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushKind};
@@ -56,7 +56,7 @@ impl redis::aio::AsyncPushSender for ShardSink {
 
 /// State of the cluster subscriber task.
 struct Placement {
-    shared: Arc<Shared>,
+    shared: Arc<BusState>,
     nodes: Nodes,
     /// The slot map the subscriptions are placed by.
     applied: Option<SlotMap>,
@@ -339,7 +339,7 @@ impl Placement {
 }
 
 pub(super) async fn subscriber(
-    shared: Arc<Shared>,
+    shared: Arc<BusState>,
     mut ctl: mpsc::UnboundedReceiver<SubCtl>,
     pub_tx: mpsc::Sender<PubCmd>,
     cancel: CancellationToken,

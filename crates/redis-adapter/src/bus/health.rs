@@ -1,11 +1,11 @@
 //! Readiness of the node's Redis connections: up when both the publishing and the
 //! subscribed connection are, with each outage counted, timed and logged once.
 
-use super::Shared;
+use super::BusState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Transitions of the readiness, under the lock of [`Shared::health`].
+/// Transitions of the readiness, under the lock of [`BusState::health`].
 #[derive(Default)]
 pub(super) struct Health {
     ready: bool,
@@ -20,7 +20,7 @@ pub(super) enum Side {
     Subscriber,
 }
 
-impl Shared {
+impl BusState {
     fn flag(&self, side: Side) -> &AtomicBool {
         match side {
             Side::Publisher => &self.pub_up,

@@ -80,7 +80,8 @@ enum SubCtl {
 /// name from the message instead of allocating a key.
 type RouteMap = [HashMap<String, Weak<dyn Route>>; 3];
 
-pub(crate) struct Shared {
+/// What the bus's handle and its connection tasks share.
+pub(crate) struct BusState {
     pub(crate) config: RedisAdapterConfig,
     pub(crate) uid: String,
     pub(crate) metrics: Arc<RedisMetrics>,
@@ -99,7 +100,7 @@ pub(crate) struct Shared {
 
 /// Handle on the node's Redis connections; the tasks stop when the last handle is dropped.
 pub(crate) struct Bus {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<BusState>,
     pub_tx: mpsc::Sender<PubCmd>,
     sub_tx: mpsc::UnboundedSender<SubCtl>,
     _stop: DropGuard,
@@ -112,7 +113,7 @@ impl Bus {
         let client = client::client(&config)?;
         let probe_channel = format!("{}-probe#{}#", config.key, uid);
         let safe_url = crate::redact_url(&config.url);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(BusState {
             config,
             uid,
             metrics: Arc::new(RedisMetrics::default()),
@@ -222,7 +223,7 @@ impl Bus {
     }
 }
 
-impl Shared {
+impl BusState {
     /// Notes that node `uid` is alive (it sent us something).
     pub(crate) fn seen(&self, uid: &str) {
         if uid == self.uid || uid == "emitter" || uid.is_empty() {

@@ -3,7 +3,7 @@
 //! opened on first use and forgotten when it fails.
 
 use super::slots::{host_of, node_url, Addr, SlotMap};
-use super::Shared;
+use super::BusState;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// Topology and connections of one task.
 pub(super) struct Nodes {
-    shared: Arc<Shared>,
+    shared: Arc<BusState>,
     /// The slot map last read; `None` until the first is.
     pub(super) map: Option<SlotMap>,
     /// True until the slot map is read and every master reached, and again after a failure
@@ -21,7 +21,7 @@ pub(super) struct Nodes {
 }
 
 impl Nodes {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
+    pub(super) fn new(shared: Arc<BusState>) -> Self {
         Self {
             shared,
             map: None,
@@ -40,7 +40,7 @@ impl Nodes {
 
     /// Opens a connection to `addr` with `cfg`, at most the connect timeout.
     pub(super) async fn open(
-        shared: &Shared,
+        shared: &BusState,
         addr: &str,
         cfg: &AsyncConnectionConfig,
     ) -> Result<MultiplexedConnection, String> {

@@ -1,7 +1,7 @@
 //! The liveness probe: a message the node publishes to itself every interval. A subscription
 //! that is connected but no longer echoes it for three intervals is replaced.
 
-use super::{PubCmd, Shared};
+use super::{BusState, PubCmd};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -39,7 +39,7 @@ impl Probe {
     /// sends the next one through the publisher.
     pub(super) fn check_and_send(
         &mut self,
-        shared: &Shared,
+        shared: &BusState,
         pub_tx: &mpsc::Sender<PubCmd>,
     ) -> Result<(), String> {
         let publisher_up = shared.publisher_up();

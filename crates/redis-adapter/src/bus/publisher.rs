@@ -5,7 +5,7 @@
 use super::backoff::{backoff, pause};
 use super::health::Side;
 use super::push::PushSink;
-use super::{PubCmd, Shared};
+use super::{BusState, PubCmd};
 use crate::metrics::{LossReason, RedisMetrics};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub(super) const MAX_BATCH: usize = 256;
 
 pub(super) async fn publisher(
-    shared: Arc<Shared>,
+    shared: Arc<BusState>,
     mut rx: mpsc::Receiver<PubCmd>,
     cancel: CancellationToken,
 ) {
@@ -167,7 +167,7 @@ pub(super) async fn publisher(
 
 /// Sends a pipeline holding `n` counted publishes; false when the connection must be replaced.
 async fn flush(
-    shared: &Shared,
+    shared: &BusState,
     c: &mut MultiplexedConnection,
     pipe: &redis::Pipeline,
     n: u64,

@@ -6,7 +6,7 @@ use super::backoff::{backoff, pause};
 use super::health::Side;
 use super::probe::Probe;
 use super::push::PushSink;
-use super::{PubCmd, Shared, SubCtl, SubKind};
+use super::{BusState, PubCmd, SubCtl, SubKind};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushKind};
 use std::collections::BTreeSet;
@@ -34,7 +34,7 @@ impl Desired {
 }
 
 pub(super) async fn subscriber(
-    shared: Arc<Shared>,
+    shared: Arc<BusState>,
     mut ctl: mpsc::UnboundedReceiver<SubCtl>,
     pub_tx: mpsc::Sender<PubCmd>,
     cancel: CancellationToken,
@@ -108,7 +108,7 @@ pub(super) fn verb(kind: SubKind, add: bool) -> &'static str {
 }
 
 async fn session(
-    shared: &Arc<Shared>,
+    shared: &Arc<BusState>,
     ctl: &mut mpsc::UnboundedReceiver<SubCtl>,
     desired: &mut Desired,
     pub_tx: &mpsc::Sender<PubCmd>,
@@ -227,7 +227,7 @@ fn two(data: &[redis::Value]) -> Option<(&str, &[u8])> {
     Some((bulk_str(data.first()?)?, bulk(data.get(1)?)?))
 }
 
-fn dispatch(shared: &Shared, kind: SubKind, key: &str, channel: &str, payload: &[u8]) {
+fn dispatch(shared: &BusState, kind: SubKind, key: &str, channel: &str, payload: &[u8]) {
     shared.metrics.received.inc();
     if let Some(route) = shared.route(kind, key) {
         route.on_message(channel, payload);
@@ -236,7 +236,7 @@ fn dispatch(shared: &Shared, kind: SubKind, key: &str, channel: &str, payload: &
 
 /// Hands a pushed message to its route (or, for the probe channel, to the probe). Other
 /// pushes (subscription confirmations) are ignored.
-pub(super) fn deliver(shared: &Shared, push: &redis::PushInfo, probe: &mut Probe) {
+pub(super) fn deliver(shared: &BusState, push: &redis::PushInfo, probe: &mut Probe) {
     match push.kind {
         PushKind::Message => {
             if let Some((ch, payload)) = two(&push.data) {
