@@ -9,7 +9,10 @@
 //!   whichever GET is waiting;
 //! - [`EioSocket`] is one session: id, bounded outbound queue (capped in bytes), state;
 //! - [`Handler`] is the seam to the Socket.IO layer above;
-//! - [`serve`] accepts connections with a deep backlog and a connection cap.
+//! - [`serve`] accepts connections with a deep backlog and a connection cap;
+//! - [`ShardedMap`] (`sharded.rs`) is the workspace's one sharded map (sessions here; a
+//!   namespace's sockets and rooms in the Socket.IO layer), and [`query_params`] (`query.rs`)
+//!   its one query-string parser.
 //!
 //! The engine is a [`tower_service::Service`] too, so it mounts in hyper or axum.
 

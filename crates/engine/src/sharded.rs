@@ -123,14 +123,19 @@ impl<K: Eq + Hash, V> ShardedMap<K, V> {
         }
     }
 
+    /// What `f` makes of each entry, collected (shard by shard, as [`ShardedMap::for_each`]).
+    pub fn collect<T>(&self, mut f: impl FnMut(&K, &V) -> T) -> Vec<T> {
+        let mut out = Vec::new();
+        self.for_each(|k, v| out.push(f(k, v)));
+        out
+    }
+
     /// A copy of every value.
     pub fn values(&self) -> Vec<V>
     where
         V: Clone,
     {
-        let mut out = Vec::new();
-        self.for_each(|_, v| out.push(v.clone()));
-        out
+        self.collect(|_, v| v.clone())
     }
 
     /// A copy of every key.
@@ -138,9 +143,7 @@ impl<K: Eq + Hash, V> ShardedMap<K, V> {
     where
         K: Clone,
     {
-        let mut out = Vec::new();
-        self.for_each(|k, _| out.push(k.clone()));
-        out
+        self.collect(|k, _| k.clone())
     }
 
     /// The number of entries.

@@ -340,7 +340,8 @@ impl<D> EioSocket<D> {
         self.rx_returned.notify_waiters();
     }
 
-    /// Marks the upgrade as over (switched or abandoned) and wakes polls waiting on it.
+    /// Marks the upgrade as over (switched or abandoned). A poll already waiting keeps its
+    /// upgrade check and ends with the noop at it; later polls wait as usual.
     pub(crate) fn end_upgrade(&self) {
         self.upgrading.store(false, Ordering::Release);
     }
