@@ -427,6 +427,8 @@ impl<D> EioSocket<D> {
     }
 }
 
+/// `d` in whole microseconds, rounded up: a deadline stored this way is never earlier than the
+/// one computed.
 fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    u64::try_from(d.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX)
 }
