@@ -26,6 +26,10 @@ pub enum Command {
     Storm(StormArgs),
     /// Raise the fanout rate step by step until p99 or loss crosses a bound.
     Sweep(SweepArgs),
+    /// Fanout for a long time (default 10 minutes) while sampling server RSS each second; fails
+    /// (exit 1) when RSS keeps growing after the warm-up.
+    #[command(mut_arg("duration", |a| a.default_value("600")))]
+    Soak(SoakArgs),
     /// Start Redis and server processes pinned to CPUs, then run a scenario against them.
     Run(RunArgs),
     /// Internal: one worker process of a scenario (the coordinator starts these).
@@ -112,6 +116,20 @@ pub struct IdleArgs {
     /// Seconds to hold them once all are up.
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
+    /// How each connection is held: a WebSocket, or an Engine.IO long-polling session (one
+    /// keep-alive HTTP connection with a GET always waiting).
+    #[arg(long, value_enum, default_value = "websocket")]
+    pub transport: Transport,
+}
+
+/// The transport of `idle` connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `transport=websocket` from the start.
+    Websocket,
+    /// `transport=polling`, never upgraded.
+    Polling,
 }
 
 /// `storm`.
@@ -149,6 +167,21 @@ pub struct SweepArgs {
     /// A step fails when lost/expected exceeds this fraction.
     #[arg(long, default_value_t = 0.0)]
     pub max_loss: f64,
+}
+
+/// `soak`.
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Seconds at the start of publishing whose RSS is not judged (allocator and buffers settle).
+    #[arg(long, default_value_t = 60.0)]
+    pub warmup: f64,
+    /// The most RSS may grow after the warm-up, MiB, by the least-squares trend over the samples
+    /// (trend slope × judged seconds); more fails the soak.
+    #[arg(long, default_value_t = 8.0)]
+    pub max_growth_mib: f64,
 }
 
 /// Which server the runner starts.

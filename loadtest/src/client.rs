@@ -77,6 +77,35 @@ impl Target {
     }
 }
 
+/// Opens a TCP connection to `target` (from `source` when given), with Nagle off.
+pub async fn tcp_connect(
+    target: &Target,
+    source: Option<IpAddr>,
+) -> Result<TcpStream, ClientError> {
+    let tcp = |e| ClientError::Tcp(target.addr, e);
+    let socket = if target.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(tcp)?;
+    if let Some(ip) = source {
+        // Choose the port at connect time, per destination: without this, bind() searches
+        // a port unique to the source address, which gets slow past ~20,000 sockets and
+        // caps each source at one ephemeral range for all servers together.
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::IpBindAddressNoPort,
+            &true,
+        )
+        .map_err(|e| tcp(std::io::Error::from(e)))?;
+        socket.bind(SocketAddr::new(ip, 0)).map_err(tcp)?;
+    }
+    let stream = socket.connect(target.addr).await.map_err(tcp)?;
+    stream.set_nodelay(true).map_err(tcp)?;
+    Ok(stream)
+}
+
 /// One connected Socket.IO client on namespace `/`.
 pub struct Client {
     /// The WebSocket.
@@ -104,27 +133,7 @@ impl Client {
     }
 
     async fn connect_inner(target: &Target, source: Option<IpAddr>) -> Result<Client, ClientError> {
-        let tcp = |e| ClientError::Tcp(target.addr, e);
-        let socket = if target.addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(tcp)?;
-        if let Some(ip) = source {
-            // Choose the port at connect time, per destination: without this, bind() searches
-            // a port unique to the source address, which gets slow past ~20,000 sockets and
-            // caps each source at one ephemeral range for all servers together.
-            nix::sys::socket::setsockopt(
-                &socket,
-                nix::sys::socket::sockopt::IpBindAddressNoPort,
-                &true,
-            )
-            .map_err(|e| tcp(std::io::Error::from(e)))?;
-            socket.bind(SocketAddr::new(ip, 0)).map_err(tcp)?;
-        }
-        let stream = socket.connect(target.addr).await.map_err(tcp)?;
-        stream.set_nodelay(true).map_err(tcp)?;
+        let stream = tcp_connect(target, source).await?;
         let url = format!(
             "ws://{}{}?EIO=4&transport=websocket",
             target.authority, target.path

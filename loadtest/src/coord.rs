@@ -37,6 +37,9 @@ pub struct Outcome {
     /// CPU time the worker processes used during the measured phase, µs (to tell a saturated
     /// load generator from a saturated server).
     pub load_cpu_us: u64,
+    /// The servers' total RSS once a second during the measured phase: (seconds since `go`,
+    /// bytes). Empty without `--server-pid`.
+    pub rss_series: Vec<(f64, u64)>,
 }
 
 enum Event {
@@ -126,8 +129,12 @@ fn progress_line(
     last: &Counts,
     p99_us: u64,
     total_conns: u64,
+    rss_bytes: Option<u64>,
 ) {
     let rate = |a: u64, b: u64| a.saturating_sub(b);
+    let rss = rss_bytes
+        .map(|b| format!(" server RSS {:.1} MiB", b as f64 / 1048576.0))
+        .unwrap_or_default();
     if !running {
         eprintln!(
             "[{elapsed:6.1}s] setup  conns {}/{} failed {}",
@@ -135,7 +142,7 @@ fn progress_line(
         );
     } else if now.handshakes > 0 || now.handshake_failed > 0 {
         eprintln!(
-            "[{elapsed:6.1}s] storm  handshakes {} ({}/s) failed {} p99 {:.2} ms",
+            "[{elapsed:6.1}s] storm  handshakes {} ({}/s) failed {} p99 {:.2} ms{rss}",
             now.handshakes,
             rate(now.handshakes, last.handshakes),
             now.handshake_failed,
@@ -143,7 +150,7 @@ fn progress_line(
         );
     } else {
         eprintln!(
-            "[{elapsed:6.1}s] run    conns {} sent {} ({}/s) deliveries {} ({}/s) p99 {:.2} ms disconnected {}",
+            "[{elapsed:6.1}s] run    conns {} sent {} ({}/s) deliveries {} ({}/s) p99 {:.2} ms disconnected {}{rss}",
             now.connected - now.disconnected.min(now.connected),
             now.sent,
             rate(now.sent, last.sent),
@@ -181,13 +188,22 @@ async fn coordinate_checked(job: &Job, pids: Vec<u32>) -> Result<Outcome, String
     let mut running: Option<Instant> = None;
     let mut setup_secs = 0.0;
     let mut loaded = Sample::default();
+    let mut rss_series = Vec::new();
     let setup_deadline = t0 + Duration::from_secs(60 + total_conns / 100);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let now = sum(&latest);
                 let p99 = p99s.iter().copied().max().unwrap_or(0);
-                progress_line(t0.elapsed().as_secs_f64(), running.is_some(), &now, &last, p99, total_conns);
+                let rss = match running {
+                    Some(r) if !pids.is_empty() => {
+                        let bytes = procstat::sample(&pids).rss_bytes;
+                        rss_series.push((r.elapsed().as_secs_f64(), bytes));
+                        Some(bytes)
+                    }
+                    _ => None,
+                };
+                progress_line(t0.elapsed().as_secs_f64(), running.is_some(), &now, &last, p99, total_conns, rss);
                 last = now;
                 if running.is_none() && Instant::now() > setup_deadline {
                     return Err(format!(
@@ -257,5 +273,6 @@ async fn coordinate_checked(job: &Job, pids: Vec<u32>) -> Result<Outcome, String
         loaded,
         end,
         load_cpu_us,
+        rss_series,
     })
 }

@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod coord;
 mod plan;
+mod polling;
 mod procstat;
 mod redis_procs;
 mod runner;
@@ -76,6 +77,7 @@ fn scenario_main(command: cli::Command) -> ExitCode {
             }
             cli::Command::Storm(a) => (scenario::storm(a).await, a.common.fail_on_loss),
             cli::Command::Sweep(a) => (scenario::sweep(a).await, a.load.common.fail_on_loss),
+            cli::Command::Soak(a) => (scenario::soak(a).await, a.load.common.fail_on_loss),
             _ => (
                 Err(scenario::Failure::Usage("not a scenario".to_owned())),
                 false,
@@ -85,6 +87,10 @@ fn scenario_main(command: cli::Command) -> ExitCode {
     match result {
         Ok(report) => {
             report.print();
+            if let Some(why) = &report.failed {
+                eprintln!("switchboard-load: {why}");
+                return ExitCode::FAILURE;
+            }
             if fail_on_loss && report.lossy {
                 eprintln!(
                     "switchboard-load: loss, failures or disconnects occurred (--fail-on-loss)"

@@ -118,9 +118,9 @@ pub fn run(a: &RunArgs) -> Result<ExitStatus, Failure> {
             "name a scenario after the runner's options, e.g. `run -- fanout --rate 200`".into(),
         ));
     };
-    if !["idle", "fanout", "crossnode", "storm", "sweep"].contains(&scenario.as_str()) {
+    if !["idle", "fanout", "crossnode", "storm", "sweep", "soak"].contains(&scenario.as_str()) {
         return Err(Failure::Usage(format!(
-            "`{scenario}`: the scenario must be idle, fanout, crossnode, storm or sweep"
+            "`{scenario}`: the scenario must be idle, fanout, crossnode, storm, sweep or soak"
         )));
     }
     if !a.no_pin && Command::new("taskset").arg("-V").output().is_err() {

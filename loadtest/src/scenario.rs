@@ -1,7 +1,7 @@
 //! The scenarios as the user sees them: each runs one or more jobs through the coordinator and
 //! turns the outcome into one JSON line (stdout) and a human summary (stderr).
 
-use crate::cli::{IdleArgs, LoadArgs, StormArgs, SweepArgs};
+use crate::cli::{IdleArgs, LoadArgs, SoakArgs, StormArgs, SweepArgs};
 use crate::coord::{coordinate, Outcome};
 use crate::plan::Job;
 use crate::procstat::ServerCost;
@@ -32,6 +32,8 @@ pub struct Report {
     pub human: String,
     /// Loss, duplicates, failed connections or disconnects happened.
     pub lossy: bool,
+    /// Why the scenario's own check failed (soak: RSS kept growing); exit 1 whatever the flags.
+    pub failed: Option<String>,
 }
 
 impl Report {
@@ -116,12 +118,16 @@ pub async fn load(scenario: &str, a: &LoadArgs) -> Result<Report, Failure> {
         ));
     }
     let o = coordinate(&Job::Load(a.clone())).await?;
+    Ok(load_report(scenario, a, &o))
+}
+
+fn load_report(scenario: &str, a: &LoadArgs, o: &Outcome) -> Report {
     let c = &o.counts;
     let lat = Latency::of(&o.hist);
-    let mut server = server_cost(&o, &a.common.server_pids);
+    let mut server = server_cost(o, &a.common.server_pids);
     server.cpu_us_per_delivery = per(server.cpu_us, c.received);
     let deliveries_per_s = (c.received as f64 / a.duration * 10.0).round() / 10.0;
-    let mut m = base(scenario, &a.common.label, &a.common.urls, &o);
+    let mut m = base(scenario, &a.common.label, &a.common.urls, o);
     for (k, v) in [
         ("connections", json!(a.connections)),
         ("rooms", json!(a.rooms)),
@@ -176,11 +182,126 @@ pub async fn load(scenario: &str, a: &LoadArgs) -> Result<Report, Failure> {
         ms(lat.p999),
         ms(lat.max),
     );
-    Ok(Report {
+    Report {
         json: Value::Object(m),
         human,
         lossy,
-    })
+        failed: None,
+    }
+}
+
+/// The least-squares slope of `y` over `x`, per unit of `x`.
+fn slope(points: &[(f64, u64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1 as f64).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 as f64 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}
+
+fn mib(bytes: f64) -> f64 {
+    (bytes / 1048576.0 * 100.0).round() / 100.0
+}
+
+/// `soak`: a long fanout, judged on whether server RSS stays flat after the warm-up.
+pub async fn soak(a: &SoakArgs) -> Result<Report, Failure> {
+    if a.load.common.server_pids.is_empty() {
+        return Err(Failure::Usage(
+            "soak needs --server-pid (the RSS it judges is the server's); or use `run -- soak ...`"
+                .into(),
+        ));
+    }
+    if !(a.warmup >= 0.0 && a.warmup.is_finite() && a.load.duration >= a.warmup + 10.0) {
+        return Err(Failure::Usage(
+            "--warmup must be zero or more seconds, and --duration at least 10 s longer".into(),
+        ));
+    }
+    if !(a.max_growth_mib >= 0.0 && a.max_growth_mib.is_finite()) {
+        return Err(Failure::Usage(
+            "--max-growth-mib must be zero or a positive number".into(),
+        ));
+    }
+    a.load.validate().map_err(Failure::Usage)?;
+    let scenario = if a.load.common.urls.len() > 1 {
+        "crossnode"
+    } else {
+        "fanout"
+    };
+    let o = coordinate(&Job::Load(a.load.clone())).await?;
+    let mut r = load_report(scenario, &a.load, &o);
+    let judged: Vec<(f64, u64)> = o
+        .rss_series
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= a.warmup && *t <= a.load.duration)
+        .collect();
+    let (Some(first), Some(last)) = (judged.first(), judged.last()) else {
+        return Err(Failure::Run(
+            "no RSS sample fell after the warm-up: the server stopped or the run ended early; see the progress lines above".into(),
+        ));
+    };
+    let span = last.0 - first.0;
+    let per_s = slope(&judged);
+    let trend = per_s * span;
+    let max = judged.iter().map(|p| p.1).max().unwrap_or(0);
+    let mut every_10s: Vec<Value> = Vec::new();
+    let mut bucket = None;
+    for (t, b) in &o.rss_series {
+        let this = (t / 10.0).floor() as u64;
+        if bucket != Some(this) {
+            bucket = Some(this);
+            every_10s.push(json!([t.round(), mib(*b as f64)]));
+        }
+    }
+    let flat = trend <= a.max_growth_mib * 1048576.0;
+    if let Value::Object(m) = &mut r.json {
+        m.insert("scenario".into(), json!("soak"));
+        m.insert(
+            "soak".into(),
+            json!({
+                "warmup_s": a.warmup,
+                "judged_s": (span * 10.0).round() / 10.0,
+                "samples": judged.len(),
+                "rss_after_warmup_mib": mib(first.1 as f64),
+                "rss_end_mib": mib(last.1 as f64),
+                "rss_max_mib": mib(max as f64),
+                "trend_mib_per_min": mib(per_s * 60.0),
+                "trend_growth_mib": mib(trend),
+                "max_growth_mib": a.max_growth_mib,
+                "flat": flat,
+                "rss_mib_every_10s": every_10s,
+            }),
+        );
+    }
+    let verdict = format!(
+        "soak: server RSS {:.1} MiB after the {} s warm-up, {:.1} MiB at the end (max {:.1}); trend {:+.2} MiB/min = {:+.2} MiB over {:.0} s (allowed {} MiB): {}",
+        mib(first.1 as f64),
+        a.warmup,
+        mib(last.1 as f64),
+        mib(max as f64),
+        mib(per_s * 60.0),
+        mib(trend),
+        span,
+        a.max_growth_mib,
+        if flat { "flat" } else { "GROWING" }
+    );
+    r.human = format!("{}\n{verdict}", r.human);
+    if !flat {
+        r.failed = Some(format!(
+            "server RSS grew {:.2} MiB after the warm-up (--max-growth-mib {}): look for a leak with heaptrack on the server, or raise --warmup if it levels off late",
+            mib(trend),
+            a.max_growth_mib
+        ));
+    }
+    Ok(r)
 }
 
 /// `idle`.
@@ -203,6 +324,7 @@ pub async fn idle(a: &IdleArgs) -> Result<Report, Failure> {
     let connect_rate = (c.connected as f64 / o.setup_secs.max(0.001)).round();
     let mut m = base("idle", &a.common.label, &a.common.urls, &o);
     m.insert("connections".into(), json!(a.connections));
+    m.insert("transport".into(), json!(a.transport));
     m.insert("duration_s".into(), json!(a.duration));
     m.insert("connects_per_s".into(), json!(connect_rate));
     m.insert("server".into(), json!(server));
@@ -217,13 +339,22 @@ pub async fn idle(a: &IdleArgs) -> Result<Report, Failure> {
         })
         .unwrap_or_default();
     let human = format!(
-        "idle: {} of {} connections up in {:.1} s ({connect_rate}/s), held {} s, {} disconnected{rss}",
-        c.connected, a.connections, o.setup_secs, a.duration, c.disconnected
+        "idle: {} of {} {} connections up in {:.1} s ({connect_rate}/s), held {} s, {} disconnected{rss}",
+        c.connected,
+        a.connections,
+        match a.transport {
+            crate::cli::Transport::Websocket => "WebSocket",
+            crate::cli::Transport::Polling => "polling",
+        },
+        o.setup_secs,
+        a.duration,
+        c.disconnected
     );
     Ok(Report {
         json: Value::Object(m),
         human,
         lossy: c.connect_failed > 0 || c.disconnected > 0,
+        failed: None,
     })
 }
 
@@ -269,6 +400,7 @@ pub async fn storm(a: &StormArgs) -> Result<Report, Failure> {
         json: Value::Object(m),
         human,
         lossy: c.handshake_failed > 0,
+        failed: None,
     })
 }
 
@@ -349,5 +481,6 @@ pub async fn sweep(a: &SweepArgs) -> Result<Report, Failure> {
         json,
         human,
         lossy: false,
+        failed: None,
     })
 }

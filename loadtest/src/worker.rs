@@ -3,8 +3,10 @@
 //! phase printing `Progress` every second, prints `Result`, and exits on `exit` (or EOF) so the
 //! coordinator can sample the servers while the connections are still open.
 
+use crate::cli::Transport;
 use crate::client::{event_frame, Client, ClientError, FrameOutcome, Target};
 use crate::plan::{Job, Publication, WorkerSpec};
+use crate::polling::{Held, PollingSession};
 use crate::stats::{bump, encode_histogram, Arrival, Counts, Tracks, WorkerCounters};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -141,6 +143,13 @@ async fn report_progress(shared: Arc<WorkerCounters>) {
     }
 }
 
+/// An open connection of either transport (held, not moved around: the size gap is fine).
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    Ws(Client),
+    Polling(PollingSession),
+}
+
 /// Connects this worker's connections (bounded concurrency), joins their rooms and spawns one
 /// task per connection.
 async fn setup(
@@ -148,7 +157,7 @@ async fn setup(
     targets: &[Target],
     shared: Arc<WorkerCounters>,
     phase: watch::Receiver<Phase>,
-) -> Vec<tokio::task::JoinHandle<Option<Client>>> {
+) -> Vec<tokio::task::JoinHandle<Option<Opened>>> {
     let total = spec.job.connections();
     let concurrency = spec.job.common().connect_concurrency.max(1);
     let indices: Vec<u64> = spec.my_connections(total).collect();
@@ -160,6 +169,12 @@ async fn setup(
                 _ => targets[(i % targets.len() as u64) as usize].clone(),
             };
             async move {
+                if let Job::Idle(a) = &spec.job {
+                    if a.transport == Transport::Polling {
+                        let session = PollingSession::open(&target, spec.source(i)).await?;
+                        return Ok((i, Opened::Polling(session)));
+                    }
+                }
                 let mut client = Client::connect(&target, spec.source(i)).await?;
                 if let Job::Load(a) = &spec.job {
                     let ack = client.emit_with_ack("join", json!(a.joins(i))).await?;
@@ -167,7 +182,7 @@ async fn setup(
                         return Err(ClientError::Refused(format!("join refused: {ack:?}")));
                     }
                 }
-                Ok::<_, ClientError>((i, client))
+                Ok::<_, ClientError>((i, Opened::Ws(client)))
             }
         })
         .buffer_unordered(concurrency);
@@ -176,7 +191,28 @@ async fn setup(
     let mut first_error = true;
     while let Some(result) = connecting.next().await {
         match result {
-            Ok((i, client)) => {
+            Ok((_, Opened::Polling(session))) => {
+                bump(&shared.connected);
+                let shared = shared.clone();
+                let mut phase = phase.clone();
+                let stop = async move {
+                    while phase.changed().await.is_ok() {
+                        if matches!(*phase.borrow(), Phase::Stop) {
+                            return;
+                        }
+                    }
+                };
+                tasks.push(tokio::spawn(async move {
+                    match session.hold(stop).await {
+                        Held::Open(s) => Some(Opened::Polling(s)),
+                        Held::Closed => {
+                            bump(&shared.disconnected);
+                            None
+                        }
+                    }
+                }));
+            }
+            Ok((i, Opened::Ws(client))) => {
                 bump(&shared.connected);
                 let publications = match &spec.job {
                     Job::Load(a) => a.publications(i),
@@ -198,7 +234,9 @@ async fn setup(
                     shared: shared.clone(),
                     phase: phase.clone(),
                 };
-                tasks.push(tokio::spawn(conn.run()));
+                tasks.push(tokio::spawn(
+                    async move { conn.run().await.map(Opened::Ws) },
+                ));
             }
             Err(e) => {
                 bump(&shared.connect_failed);

@@ -342,3 +342,218 @@ fn an_unreachable_server_fails_with_a_hint() {
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("is the server up"), "{}", r.stderr);
 }
+
+/// A `switchboard` started by the test itself (for server options the runner does not pass),
+/// on free ports read back from its log; killed on drop.
+struct Gateway {
+    child: std::process::Child,
+    url: String,
+    admin: String,
+}
+
+impl Gateway {
+    fn start(extra: &[&str]) -> Gateway {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(switchboard_bin())
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start switchboard");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                for (what, key) in [
+                    ("url", "socket.io listening addr="),
+                    ("admin", "admin listening addr="),
+                ] {
+                    if let Some(rest) = line.split(key).nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                        let _ = tx.send((what, addr));
+                    }
+                }
+            }
+        });
+        let (mut url, mut admin) = (None, None);
+        while url.is_none() || admin.is_none() {
+            let (what, addr) = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the gateway logs its listening addresses");
+            match what {
+                "url" => url = Some(format!("http://{addr}")),
+                _ => admin = Some(addr),
+            }
+        }
+        Gateway {
+            child,
+            url: url.unwrap_or_default(),
+            admin: admin.unwrap_or_default(),
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// `GET /metrics` on the admin listener, over a plain TCP exchange.
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.admin).expect("connect to the admin port");
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin
+        )
+        .expect("send the request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read the metrics");
+        out
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn idle_polling_sessions_answer_pings_and_stay_polling() {
+    // Pings every 300 ms with 300 ms to answer: a session whose pongs did not arrive would be
+    // closed well within the 3 s hold and count as disconnected.
+    let g = Gateway::start(&["--ping-interval", "300ms", "--ping-timeout", "300ms"]);
+    let pid = g.pid();
+    let r = load(&[
+        "idle",
+        "--url",
+        &g.url,
+        "--server-pid",
+        &pid,
+        "--transport",
+        "polling",
+        "--connections",
+        "200",
+        "--duration",
+        "3",
+        "--fail-on-loss",
+    ]);
+    assert!(r.status.success(), "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["transport"], "polling", "{j}");
+    assert_eq!(u(&j, "connected"), 200, "{j}");
+    assert_eq!(u(&j, "disconnected"), 0, "{j}");
+    assert!(
+        j["server"]["rss_bytes_per_connection"]
+            .as_f64()
+            .is_some_and(|b| b > 0.0),
+        "{j}"
+    );
+    let metrics = g.metrics();
+    let opened = |transport: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("switchboard_engine_sessions_opened_total")
+                    && l.contains(&format!("transport=\"{transport}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(opened("polling"), 200, "{metrics}");
+    assert_eq!(opened("websocket"), 0, "{metrics}");
+    // Each session ended when the tool exited (its connection closed), none by ping timeout.
+    assert!(
+        metrics
+            .contains("switchboard_engine_sessions_closed_total{reason=\"transport_close\"} 200"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("reason=\"ping_timeout\""), "{metrics}");
+}
+
+const SOAK: &[&str] = &[
+    "soak",
+    "--connections",
+    "100",
+    "--rooms",
+    "2",
+    "--publishers",
+    "2",
+    "--rate",
+    "50",
+    "--duration",
+    "12",
+    "--warmup",
+    "2",
+    "--drain",
+    "3",
+];
+
+#[test]
+fn soak_judges_server_rss_flat_after_the_warm_up() {
+    let g = Gateway::start(&[]);
+    let pid = g.pid();
+    let mut args = SOAK.to_vec();
+    args.extend_from_slice(&["--url", &g.url, "--server-pid", &pid, "--fail-on-loss"]);
+    let r = load(&args);
+    assert!(r.status.success(), "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["scenario"], "soak", "{j}");
+    assert_no_loss(&j, 100);
+    let soak = &j["soak"];
+    assert_eq!(soak["flat"], true, "{j}");
+    assert!(u(soak, "samples") >= 8, "a sample each second: {j}");
+    assert!(
+        soak["rss_mib_every_10s"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{j}"
+    );
+    assert!(r.stderr.contains("server RSS"), "{}", r.stderr);
+}
+
+#[test]
+fn soak_fails_when_rss_keeps_growing() {
+    let g = Gateway::start(&[]);
+    // A second sampled process that grows by 4 MiB (touched) twice a second: the summed RSS
+    // grows ~80 MiB over the judged 10 s, far past the 8 MiB allowed.
+    let mut grower = Command::new("python3")
+        .args([
+            "-c",
+            "import time\na=[]\nwhile True:\n a.append(b'x'*(4<<20))\n time.sleep(0.5)",
+        ])
+        .spawn()
+        .expect("start python3");
+    let (gw, grows) = (g.pid(), grower.id().to_string());
+    let mut args = SOAK.to_vec();
+    args.extend_from_slice(&["--url", &g.url, "--server-pid", &gw, "--server-pid", &grows]);
+    let r = load(&args);
+    let _ = grower.kill();
+    let _ = grower.wait();
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("GROWING"), "{}", r.stderr);
+    assert!(r.stderr.contains("grew"), "{}", r.stderr);
+    assert_eq!(r.json()["soak"]["flat"], false);
+}
+
+#[test]
+fn soak_without_a_server_pid_is_a_usage_error() {
+    let r = load(&["soak", "--duration", "20"]);
+    assert_eq!(r.status.code(), Some(64), "{}", r.stderr);
+    assert!(r.stderr.contains("--server-pid"), "{}", r.stderr);
+    let r = load(&[
+        "soak",
+        "--server-pid",
+        "1",
+        "--duration",
+        "20",
+        "--warmup",
+        "15",
+    ]);
+    assert_eq!(r.status.code(), Some(64), "{}", r.stderr);
+    assert!(r.stderr.contains("--warmup"), "{}", r.stderr);
+}

@@ -138,7 +138,19 @@ impl<H: Handler> Engine<H> {
             return http_util::empty(StatusCode::NOT_FOUND);
         }
         let cors = self.inner.config.cors.clone();
-        let headers = req.headers().clone();
+        // Only the Origin is needed afterwards, copied out: a clone of the request's headers
+        // would share hyper's read buffer and keep it alive (and growing) for as long as a
+        // long-poll waits.
+        let mut origin = http::HeaderMap::new();
+        if cors.is_some() {
+            if let Some(o) = req
+                .headers()
+                .get(http::header::ORIGIN)
+                .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
+            {
+                origin.insert(http::header::ORIGIN, o);
+            }
+        }
         let mut res = match self.route(req).await {
             Ok(res) => res,
             Err(err) => {
@@ -151,7 +163,7 @@ impl<H: Handler> Engine<H> {
             }
         };
         if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-            http_util::apply_cors(cors.as_ref(), &headers, &mut res);
+            http_util::apply_cors(cors.as_ref(), &origin, &mut res);
         }
         res
     }
@@ -207,8 +219,17 @@ impl<H: Handler> Engine<H> {
                     Err(HttpError::BadRequest)
                 }
                 TransportKind::Polling => match *req.method() {
-                    Method::GET => polling::get(&self.inner, socket).await,
-                    Method::POST => polling::post(self, socket, req).await,
+                    Method::GET => {
+                        // Nothing of the request is needed while the poll waits; dropping it
+                        // (and the URI copy, which shares its bytes) lets hyper reuse its read
+                        // buffer instead of allocating another one.
+                        drop(query);
+                        drop(uri);
+                        drop(req);
+                        polling::get(&self.inner, socket).await
+                    }
+                    // Boxed so that a waiting GET's state is not sized for a body being read.
+                    Method::POST => Box::pin(polling::post(self, socket, req)).await,
                     _ => Ok(http_util::empty(StatusCode::INTERNAL_SERVER_ERROR)),
                 },
             };
@@ -223,6 +244,23 @@ impl<H: Handler> Engine<H> {
         if query.eio.as_deref() != Some("4") {
             return Err(HttpError::UnsupportedProtocolVersion);
         }
+        // Boxed: a request's future is as large as its largest state, and a waiting poll (the
+        // state an idle polling session spends its life in) has no use for the handshake's.
+        Box::pin(self.handshake(req, transport)).await
+    }
+
+    /// Opens a session: admission, `allow_request`, then the WebSocket upgrade or the open
+    /// packet of a polling session.
+    async fn handshake<B>(
+        &self,
+        req: Request<B>,
+        transport: TransportKind,
+    ) -> Result<Response<Body>, HttpError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let config = &self.inner.config;
         let info = self.inner.request_info(&req);
         let permit = self
             .inner

@@ -233,19 +233,27 @@ pub async fn serve<S: HttpHandler>(
         let shutdown = shutdown.clone();
         let tls = config.tls.clone();
         let handshake_timeout = config.header_read_timeout;
-        tokio::spawn(async move {
-            match tls {
-                None => serve_io(TokioIo::new(stream), builder, svc, shutdown).await,
-                Some(acceptor) => {
+        // Two tasks of their own types: a task is as large as its largest state, and a plain
+        // connection would otherwise carry room for the TLS session inline (a few KB each,
+        // for as long as a long-poll waits).
+        match tls {
+            None => {
+                tokio::spawn(async move {
+                    serve_io(TokioIo::new(stream), builder, svc, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
                     let accepted =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
                     if let Ok(Ok(stream)) = accepted {
                         serve_io(TokioIo::new(stream), builder, svc, shutdown).await;
                     }
-                }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+        }
     }
 }
 

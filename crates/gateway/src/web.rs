@@ -89,7 +89,11 @@ impl Public {
 impl HttpHandler for Public {
     async fn call(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
         match &self.static_dir {
-            Some(dir) if !self.engine.handles(req.uri().path()) => self.serve_file(dir, req).await,
+            // Boxed: the file server's state is large, and every request's task (a long-poll
+            // included) would otherwise be sized for it.
+            Some(dir) if !self.engine.handles(req.uri().path()) => {
+                Box::pin(self.serve_file(dir, req)).await
+            }
             _ => self.engine.handle(req).await,
         }
     }
