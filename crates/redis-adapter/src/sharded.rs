@@ -213,6 +213,21 @@ impl Wire for Sharded {
         payload: &[u8],
     ) -> Result<Option<Inbound>, String> {
         let mut attachments = Vec::new();
+        if payload.first() == Some(&b'{') {
+            // Every node hears its own broadcasts on `key#nsp#`: read only the sender's uid
+            // (serde skips the rest without building it) and drop an echo before decoding.
+            // Binary messages (msgpack) are rare and decoded whole.
+            #[derive(serde::Deserialize)]
+            struct Sender<'a> {
+                #[serde(borrow)]
+                uid: Option<std::borrow::Cow<'a, str>>,
+            }
+            if let Ok(Sender { uid: Some(uid) }) = serde_json::from_slice::<Sender<'_>>(payload) {
+                if uid == self.uid.as_str() {
+                    return Ok(None);
+                }
+            }
+        }
         let mut v: Value = if payload.first() == Some(&b'{') {
             serde_json::from_slice(payload).map_err(|e| e.to_string())?
         } else {
