@@ -134,7 +134,13 @@ def tables(rows):
 
 
 def plot(rows, path):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit(
+            "matplotlib is not installed, so no PNG was drawn (the tables above are complete): "
+            "pip install -r loadtest/bench/requirements.txt, or pass --no-png"
+        )
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
