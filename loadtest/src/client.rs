@@ -18,6 +18,15 @@ pub type Ws = WebSocketStream<TcpStream>;
 /// How long one handshake step or one ack may take before the connection counts as failed.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Runs `step`, failing with [`ClientError::Timeout`] after [`STEP_TIMEOUT`].
+pub async fn within_step<T>(
+    step: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(STEP_TIMEOUT, step)
+        .await
+        .map_err(|_| ClientError::Timeout)?
+}
+
 /// Why a connection or a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -127,9 +136,7 @@ impl Client {
     /// Opens TCP (from `source` when given), upgrades to WebSocket, reads the Engine.IO open
     /// packet and connects namespace `/`; each step within [`STEP_TIMEOUT`].
     pub async fn connect(target: &Target, source: Option<IpAddr>) -> Result<Client, ClientError> {
-        tokio::time::timeout(STEP_TIMEOUT, Self::connect_inner(target, source))
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        within_step(Self::connect_inner(target, source)).await
     }
 
     async fn connect_inner(target: &Target, source: Option<IpAddr>) -> Result<Client, ClientError> {
@@ -202,9 +209,7 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(STEP_TIMEOUT, wait)
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        within_step(wait).await
     }
 
     async fn next_eio(&mut self) -> Result<EioPacket, ClientError> {

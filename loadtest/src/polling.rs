@@ -5,7 +5,7 @@
 //! Requests are written by hand (they are fixed strings); responses are parsed with `httparse`
 //! and must carry `Content-Length` (Switchboard, socketioxide and Node's engine.io all do).
 
-use crate::client::{tcp_connect, ClientError, Target, STEP_TIMEOUT};
+use crate::client::{tcp_connect, within_step, ClientError, Target};
 use std::net::IpAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,11 +34,9 @@ pub enum Held {
 }
 
 impl PollingSession {
-    /// Handshakes and connects namespace `/`, each step within [`STEP_TIMEOUT`].
+    /// Handshakes and connects namespace `/`, within [`crate::client::STEP_TIMEOUT`].
     pub async fn open(target: &Target, source: Option<IpAddr>) -> Result<Self, ClientError> {
-        tokio::time::timeout(STEP_TIMEOUT, Self::open_inner(target, source))
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        within_step(Self::open_inner(target, source)).await
     }
 
     async fn open_inner(target: &Target, source: Option<IpAddr>) -> Result<Self, ClientError> {
@@ -95,11 +93,7 @@ impl PollingSession {
             self.waiting = false;
             for record in body.split(SEPARATOR) {
                 match record {
-                    "2" if tokio::time::timeout(STEP_TIMEOUT, self.post("3"))
-                        .await
-                        .unwrap_or(Err(ClientError::Timeout))
-                        .is_err() =>
-                    {
+                    "2" if within_step(self.post("3")).await.is_err() => {
                         return Held::Closed;
                     }
                     "1" => return Held::Closed,

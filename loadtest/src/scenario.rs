@@ -293,7 +293,7 @@ pub async fn soak(a: &SoakArgs) -> Result<Report, Failure> {
         a.max_growth_mib,
         if flat { "flat" } else { "GROWING" }
     );
-    r.human = format!("{}\n{verdict}", r.human);
+    r.human = format!("soak ({}\n{verdict}", r.human.replacen(':', "):", 1));
     if !flat {
         r.failed = Some(format!(
             "server RSS grew {:.2} MiB after the warm-up (--max-growth-mib {}): look for a leak with heaptrack on the server, or raise --warmup if it levels off late",

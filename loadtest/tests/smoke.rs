@@ -452,6 +452,9 @@ fn idle_polling_sessions_answer_pings_and_stay_polling() {
             .is_some_and(|b| b > 0.0),
         "{j}"
     );
+    // `disconnected` 0 above is the pong check: a session the gateway closed (a ping timeout
+    // among them) answers its waiting GET with `1`, which the tool counts. After the run the tool
+    // stops answering, so the close reasons the gateway records then say nothing.
     let metrics = g.metrics();
     let opened = |transport: &str| {
         metrics
@@ -466,13 +469,6 @@ fn idle_polling_sessions_answer_pings_and_stay_polling() {
     };
     assert_eq!(opened("polling"), 200, "{metrics}");
     assert_eq!(opened("websocket"), 0, "{metrics}");
-    // Each session ended when the tool exited (its connection closed), none by ping timeout.
-    assert!(
-        metrics
-            .contains("switchboard_engine_sessions_closed_total{reason=\"transport_close\"} 200"),
-        "{metrics}"
-    );
-    assert!(!metrics.contains("reason=\"ping_timeout\""), "{metrics}");
 }
 
 const SOAK: &[&str] = &[
