@@ -37,6 +37,9 @@ pub(crate) struct Sharded {
     nsp: String,
     main: String,
     own: String,
+    /// How this node's own JSON envelopes begin (see [`Sharded::envelope`]): every node hears
+    /// its own broadcasts on `key#nsp#`, and this drops them without parsing.
+    echo_prefix: String,
     mode: crate::SubscriptionMode,
 }
 
@@ -47,10 +50,13 @@ impl Sharded {
             nsp: nsp.to_owned(),
             main: format!("{key}#{nsp}#"),
             own: format!("{key}#{nsp}#{uid}#"),
+            echo_prefix: format!("{{\"uid\":{},", Value::from(uid)),
             mode,
         }
     }
 
+    /// `{uid, nsp, type, data}`, the uid first (the map keeps insertion order), so that an
+    /// echo of this node's own JSON message starts with `echo_prefix`.
     fn envelope(&self, channel: String, t: u64, data: Value, attachments: &[Bytes]) -> Outbound {
         let mut m = Map::new();
         m.insert("uid".into(), Value::from(self.uid.as_str()));
@@ -213,20 +219,10 @@ impl Wire for Sharded {
         payload: &[u8],
     ) -> Result<Option<Inbound>, String> {
         let mut attachments = Vec::new();
-        if payload.first() == Some(&b'{') {
-            // Every node hears its own broadcasts on `key#nsp#`: read only the sender's uid
-            // (serde skips the rest without building it) and drop an echo before decoding.
-            // Binary messages (msgpack) are rare and decoded whole.
-            #[derive(serde::Deserialize)]
-            struct Sender<'a> {
-                #[serde(borrow)]
-                uid: Option<std::borrow::Cow<'a, str>>,
-            }
-            if let Ok(Sender { uid: Some(uid) }) = serde_json::from_slice::<Sender<'_>>(payload) {
-                if uid == self.uid.as_str() {
-                    return Ok(None);
-                }
-            }
+        if payload.starts_with(self.echo_prefix.as_bytes()) {
+            // Our own JSON message: dropped before any parsing. (Binary ones, in msgpack, are
+            // rare; they are decoded and dropped by their uid below.)
+            return Ok(None);
         }
         let mut v: Value = if payload.first() == Some(&b'{') {
             serde_json::from_slice(payload).map_err(|e| e.to_string())?
@@ -361,5 +357,22 @@ impl Wire for Sharded {
 
     fn has_all_rooms(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SubscriptionMode;
+
+    #[test]
+    fn own_json_envelopes_begin_with_the_echo_prefix() {
+        let ours = Sharded::new("socket.io", "/", "abc", SubscriptionMode::Static);
+        let other = Sharded::new("socket.io", "/", "abcd", SubscriptionMode::Static);
+        let out = ours.envelope("c".into(), 3, serde_json::json!({"x": 1}), &[]);
+        assert!(out.payload.starts_with(ours.echo_prefix.as_bytes()));
+        assert!(!out.payload.starts_with(other.echo_prefix.as_bytes()));
+        let theirs = other.envelope("c".into(), 3, serde_json::json!({"x": 1}), &[]);
+        assert!(!theirs.payload.starts_with(ours.echo_prefix.as_bytes()));
     }
 }
