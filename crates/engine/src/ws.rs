@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::IoSlice;
@@ -230,61 +231,49 @@ impl Outbox {
         Poll::Ready(Ok(()))
     }
 
-    /// One vectored write of up to [`BATCH`] frames from the current position.
+    /// The frames not yet fully written, from the current position, at most [`BATCH`].
+    fn pending(&self) -> impl Iterator<Item = (OpCode, &[u8])> + '_ {
+        let first = self.frame;
+        self.items
+            .iter()
+            .enumerate()
+            .flat_map(move |(n, item)| {
+                let start = if n == 0 { first } else { 0 };
+                (start..).map_while(move |i| item.frame(i))
+            })
+            .take(BATCH)
+    }
+
+    /// One vectored write of up to [`BATCH`] frames from the current position. The headers
+    /// and slices live in inline vectors that are not initialised beyond what is pushed, so
+    /// the usual write (one frame) costs one header and two slices, not a batch's arrays.
     fn write_some<W: AsyncWrite + Unpin>(
         &self,
         cx: &mut Context<'_>,
         io: &mut W,
     ) -> Poll<std::io::Result<usize>> {
-        if let (1, 0, Some(item)) = (self.items.len(), self.frame, self.items.front()) {
-            if item.frame(1).is_none() {
-                if let Some((op, payload)) = item.frame(0) {
-                    // One frame (a delivery to an idle connection, the usual case): two slices,
-                    // without setting up the arrays of a batch.
-                    let mut head = [0u8; MAX_SERVER_HEADER];
-                    let len = encode_header(op, payload.len(), &mut head);
-                    let skip = self.offset;
-                    let head = head.get(skip.min(len)..len).unwrap_or(&[]);
-                    let payload = payload.get(skip.saturating_sub(len)..).unwrap_or(&[]);
-                    let slices = [IoSlice::new(head), IoSlice::new(payload)];
-                    return Pin::new(io).poll_write_vectored(cx, &slices);
-                }
-            }
-        }
-        let mut heads = [[0u8; MAX_SERVER_HEADER]; BATCH];
-        let mut payloads: [&[u8]; BATCH] = [&[]; BATCH];
-        let mut lens = [0usize; BATCH];
-        let mut count = 0;
-        let mut first = self.frame;
-        'items: for item in &self.items {
-            let mut i = first;
-            first = 0;
-            while let Some((op, payload)) = item.frame(i) {
-                if count == BATCH {
-                    break 'items;
-                }
-                lens[count] = encode_header(op, payload.len(), &mut heads[count]);
-                payloads[count] = payload;
-                count += 1;
-                i += 1;
-            }
-        }
-        let mut slices = [IoSlice::new(&[]); 2 * BATCH];
-        let mut n = 0;
-        for k in 0..count {
-            let (head, payload) = (&heads[k][..lens[k]], payloads[k]);
-            let skip = if k == 0 { self.offset } else { 0 };
+        let heads: SmallVec<[([u8; MAX_SERVER_HEADER], usize); BATCH]> = self
+            .pending()
+            .map(|(op, payload)| {
+                let mut head = [0u8; MAX_SERVER_HEADER];
+                let len = encode_header(op, payload.len(), &mut head);
+                (head, len)
+            })
+            .collect();
+        let mut slices: SmallVec<[IoSlice<'_>; 2 * BATCH]> = SmallVec::new();
+        let mut skip = self.offset;
+        for ((head, len), (_, payload)) in heads.iter().zip(self.pending()) {
+            let head = &head[..*len];
             if skip < head.len() {
-                slices[n] = IoSlice::new(&head[skip..]);
-                n += 1;
+                slices.push(IoSlice::new(&head[skip..]));
             }
-            let skip = skip.saturating_sub(head.len());
-            if skip < payload.len() {
-                slices[n] = IoSlice::new(&payload[skip..]);
-                n += 1;
+            let rest = skip.saturating_sub(head.len());
+            if rest < payload.len() {
+                slices.push(IoSlice::new(&payload[rest..]));
             }
+            skip = 0;
         }
-        Pin::new(io).poll_write_vectored(cx, &slices[..n])
+        Pin::new(io).poll_write_vectored(cx, &slices)
     }
 
     /// Moves the position on by `n` written bytes, dropping finished items.
