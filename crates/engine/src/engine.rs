@@ -138,19 +138,13 @@ impl<H: Handler> Engine<H> {
             return http_util::empty(StatusCode::NOT_FOUND);
         }
         let cors = self.inner.config.cors.clone();
-        // Only the Origin is needed afterwards, copied out: a clone of the request's headers
-        // would share hyper's read buffer and keep it alive (and growing) for as long as a
-        // long-poll waits.
-        let mut origin = http::HeaderMap::new();
-        if cors.is_some() {
-            if let Some(o) = req
-                .headers()
-                .get(http::header::ORIGIN)
-                .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
-            {
-                origin.insert(http::header::ORIGIN, o);
-            }
-        }
+        // Only the Origin is needed afterwards, copied out: the request's own value (or a clone
+        // of its headers) shares hyper's read buffer and would keep it alive (and growing) for
+        // as long as a long-poll waits.
+        let origin = cors
+            .as_ref()
+            .and(req.headers().get(http::header::ORIGIN))
+            .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
         let mut res = match self.route(req).await {
             Ok(res) => res,
             Err(err) => {
@@ -163,7 +157,7 @@ impl<H: Handler> Engine<H> {
             }
         };
         if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-            http_util::apply_cors(cors.as_ref(), &origin, &mut res);
+            http_util::apply_cors(cors.as_ref(), origin.as_ref(), &mut res);
         }
         res
     }

@@ -36,7 +36,12 @@ pub(crate) fn empty(status: StatusCode) -> Response<Body> {
 
 /// True when the `Origin` header is absent or allowed by `cors`.
 pub(crate) fn origin_allowed(cors: Option<&CorsConfig>, headers: &HeaderMap) -> bool {
-    let (Some(cors), Some(origin)) = (cors, headers.get(header::ORIGIN)) else {
+    origin_value_allowed(cors, headers.get(header::ORIGIN))
+}
+
+/// True when `origin` (a request's `Origin` value) is absent or allowed by `cors`.
+fn origin_value_allowed(cors: Option<&CorsConfig>, origin: Option<&HeaderValue>) -> bool {
+    let (Some(cors), Some(origin)) = (cors, origin) else {
         return true;
     };
     match &cors.origin {
@@ -48,10 +53,13 @@ pub(crate) fn origin_allowed(cors: Option<&CorsConfig>, headers: &HeaderMap) -> 
     }
 }
 
-/// Adds CORS headers to `res` for a request with `headers`.
-pub(crate) fn apply_cors(cors: Option<&CorsConfig>, headers: &HeaderMap, res: &mut Response<Body>) {
+/// Adds CORS headers to `res` for a request whose `Origin` is `origin`.
+pub(crate) fn apply_cors(
+    cors: Option<&CorsConfig>,
+    origin: Option<&HeaderValue>,
+    res: &mut Response<Body>,
+) {
     let Some(cors) = cors else { return };
-    let origin = headers.get(header::ORIGIN);
     let h = res.headers_mut();
     match (&cors.origin, origin) {
         (AllowOrigin::Any, _) if !cors.credentials => {
@@ -61,7 +69,7 @@ pub(crate) fn apply_cors(cors: Option<&CorsConfig>, headers: &HeaderMap, res: &m
             );
         }
         // `HeaderValue` cannot hold CR/LF, so reflecting it cannot split the response.
-        (_, Some(origin)) if origin_allowed(Some(cors), headers) => {
+        (_, Some(origin)) if origin_value_allowed(Some(cors), Some(origin)) => {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
@@ -78,7 +86,7 @@ pub(crate) fn apply_cors(cors: Option<&CorsConfig>, headers: &HeaderMap, res: &m
 /// The answer to a CORS preflight (`OPTIONS`).
 pub(crate) fn preflight(cors: &CorsConfig, headers: &HeaderMap) -> Response<Body> {
     let mut res = empty(StatusCode::NO_CONTENT);
-    apply_cors(Some(cors), headers, &mut res);
+    apply_cors(Some(cors), headers.get(header::ORIGIN), &mut res);
     let h = res.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
