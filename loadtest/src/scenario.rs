@@ -230,13 +230,8 @@ pub async fn soak(a: &SoakArgs) -> Result<Report, Failure> {
         ));
     }
     a.load.validate().map_err(Failure::Usage)?;
-    let scenario = if a.load.common.urls.len() > 1 {
-        "crossnode"
-    } else {
-        "fanout"
-    };
     let o = coordinate(&Job::Load(a.load.clone())).await?;
-    let mut r = load_report(scenario, &a.load, &o);
+    let mut r = load_report("soak", &a.load, &o);
     let judged: Vec<(f64, u64)> = o
         .rss_series
         .iter()
@@ -263,7 +258,6 @@ pub async fn soak(a: &SoakArgs) -> Result<Report, Failure> {
     }
     let flat = trend <= a.max_growth_mib * 1048576.0;
     if let Value::Object(m) = &mut r.json {
-        m.insert("scenario".into(), json!("soak"));
         m.insert(
             "soak".into(),
             json!({
@@ -293,7 +287,7 @@ pub async fn soak(a: &SoakArgs) -> Result<Report, Failure> {
         a.max_growth_mib,
         if flat { "flat" } else { "GROWING" }
     );
-    r.human = format!("soak ({}\n{verdict}", r.human.replacen(':', "):", 1));
+    r.human = format!("{}\n{verdict}", r.human);
     if !flat {
         r.failed = Some(format!(
             "server RSS grew {:.2} MiB after the warm-up (--max-growth-mib {}): look for a leak with heaptrack on the server, or raise --warmup if it levels off late",

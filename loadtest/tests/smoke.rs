@@ -343,81 +343,43 @@ fn an_unreachable_server_fails_with_a_hint() {
     assert!(r.stderr.contains("is the server up"), "{}", r.stderr);
 }
 
+#[path = "../../crates/gateway/tests/support/mod.rs"]
+mod support;
+
 /// A `switchboard` started by the test itself (for server options the runner does not pass),
-/// on free ports read back from its log; killed on drop.
+/// through the gateway tests' [`support::GatewayProcess`] (free ports read back from its log,
+/// killed on drop); the runtime keeps reading its log while the test blocks on the load tool.
 struct Gateway {
-    child: std::process::Child,
+    // Declared first so that it is dropped (killed) while the runtime still runs.
+    process: support::GatewayProcess,
+    rt: tokio::runtime::Runtime,
     url: String,
-    admin: String,
 }
 
 impl Gateway {
     fn start(extra: &[&str]) -> Gateway {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(switchboard_bin())
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start switchboard");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (what, key) in [
-                    ("url", "socket.io listening addr="),
-                    ("admin", "admin listening addr="),
-                ] {
-                    if let Some(rest) = line.split(key).nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = tx.send((what, addr));
-                    }
-                }
-            }
-        });
-        let (mut url, mut admin) = (None, None);
-        while url.is_none() || admin.is_none() {
-            let (what, addr) = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the gateway logs its listening addresses");
-            match what {
-                "url" => url = Some(format!("http://{addr}")),
-                _ => admin = Some(addr),
-            }
-        }
-        Gateway {
-            child,
-            url: url.unwrap_or_default(),
-            admin: admin.unwrap_or_default(),
-        }
+        let rt = tokio::runtime::Runtime::new().expect("start a tokio runtime");
+        let mut cmd = tokio::process::Command::new(switchboard_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra);
+        let process = rt.block_on(support::GatewayProcess::spawn(cmd, "switchboard"));
+        let url = format!("http://{}", process.addr);
+        Gateway { process, rt, url }
     }
 
     fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.process
+            .child
+            .id()
+            .expect("the gateway runs")
+            .to_string()
     }
 
-    /// `GET /metrics` on the admin listener, over a plain TCP exchange.
+    /// `GET /metrics` on the admin listener.
     fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.admin).expect("connect to the admin port");
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.admin
-        )
-        .expect("send the request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read the metrics");
-        out
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.rt
+            .block_on(support::admin_get(self.process.admin, "/metrics"))
+            .1
     }
 }
 
